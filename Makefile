@@ -1,0 +1,43 @@
+# Two entry points (see README): `make demo` and `make test`. Both create the
+# pinned environment in $(VENV) on first use and reuse it afterwards.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PACKAGES := packages/magic-datasets packages/magic-core packages/magic-unlearn packages/torch-dtensor-patch tools
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: setup demo test test-fast torch-matrix lint bench clean
+
+setup: $(STAMP)
+
+# requirements.lock pins every third-party package (torch 2.13.0 CPU included);
+# --no-deps keeps bergson's unused torchvision/torchaudio/bitsandbytes out, so
+# pip can never swap the torch build.
+$(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(PACKAGES))
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check --no-deps -r requirements.lock
+	$(PIP) install -q --disable-pip-version-check --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
+	$(PY) -m pip check --disable-pip-version-check | grep -v -E "^bergson .* requires (torchvision|torchaudio|bitsandbytes)" | grep . && exit 1 || true
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/magic demo --out $(DEMO_OUT)
+
+# Every test of every package, then the torch-dtensor-patch suite against real
+# torch releases (2.10.0, 2.11.0, 2.13.0) in cached venvs outside the repo.
+test: setup
+	$(PY) -m pytest -n auto
+	python3 packages/torch-dtensor-patch/scripts/torch_matrix.py
+
+test-fast: setup
+	$(PY) -m pytest -n auto -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check packages tools benchmarks
+
+bench: setup
+	$(PY) benchmarks/attribution.py
+
+clean:
+	rm -rf $(VENV) runs

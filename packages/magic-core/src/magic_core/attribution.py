@@ -1,0 +1,95 @@
+"""`attribute`: the whole attribution of one fine-tuning run, as a function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .attention import use_exact_attention
+from .config import AttributionConfig, TrainConfig
+from .corpus import TokenizedCorpus, tokenize_corpus
+from .engine import MagicEngine, build_stream
+from .model_prep import check_loss_uses_weights, install_weighted_loss, share_tied_parameters
+from .objectives import QueryObjective
+from .optim import build_optimizer
+from .precision import resolve_precision
+
+
+@dataclass
+class AttributionResult:
+    """Scores are d(query)/d(weight): negative means training on it lowers the query."""
+
+    per_example: torch.Tensor  # [N]
+    per_token: torch.Tensor | None  # [N, T]; column t weights the prediction of token t + 1
+    corpus: TokenizedCorpus
+    n_steps: int
+    replayed_steps: int
+    train_losses: list[float]
+    query_before: float
+    query_after: float
+    tied_parameters: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _query_value(objective: QueryObjective, model: nn.Module, state) -> float:
+    with torch.no_grad(), state.activate(model):
+        return float(objective.loss(model))
+
+
+def attribute(
+    model: nn.Module,
+    tokenizer,
+    corpus,
+    objective: QueryObjective,
+    train: TrainConfig = TrainConfig(),
+    attribution: AttributionConfig = AttributionConfig(),
+    *,
+    device: str | torch.device = "cpu",
+    text_column: str = "text",
+    progress: bool = True,
+) -> AttributionResult:
+    """Fine-tune ``model`` on ``corpus`` and attribute ``objective`` to its documents.
+
+    ``corpus`` is a `datasets.Dataset` (``id``, ``text`` columns) or an
+    already tokenized `TokenizedCorpus`. The model is consumed: its trainable
+    parameters move into the engine's state (bergson keeps them on the meta
+    device), so load a fresh copy for anything else.
+    """
+    dtype = resolve_precision(train.precision)
+    device = torch.device(device)
+    model.to(device=device, dtype=dtype)
+    model.eval()  # dropout off: replayed steps must equal the original ones
+    use_exact_attention(model)
+    if not isinstance(corpus, TokenizedCorpus):
+        corpus = tokenize_corpus(corpus, tokenizer, train.max_seq_len, text_column)
+    tied = share_tied_parameters(model)
+    install_weighted_loss(model)
+    per_token = attribution.granularity == "per-token"
+    stream = build_stream(
+        corpus.input_ids, batch_size=train.batch_size, epochs=train.epochs,
+        shuffle=train.shuffle, seed=train.seed, per_token=per_token, dtype=dtype, device=device,
+    )
+    check_loss_uses_weights(model, stream[0])
+    torch.manual_seed(train.seed)
+    run = MagicEngine(
+        model, stream, build_optimizer(train, len(stream)),
+        checkpoints=attribution.checkpoints, max_grad_norm=train.max_grad_norm,
+        show_progress=progress,
+    )
+    query_before = _query_value(objective, model, run.initial_state)
+    run.train()
+    weight_grads = run.backward(run.query_gradients(objective))
+    return AttributionResult(
+        per_example=weight_grads.sum(-1) if per_token else weight_grads,
+        per_token=weight_grads if per_token else None,
+        corpus=corpus,
+        n_steps=run.n_steps,
+        replayed_steps=run.replayed_steps,
+        train_losses=run.losses,
+        query_before=query_before,
+        query_after=run.query_value,
+        tied_parameters=tied,
+        timings=dict(run.timings.seconds),
+    )

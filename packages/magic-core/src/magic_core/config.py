@@ -1,0 +1,68 @@
+"""What an attribution run is configured by (the ``train`` and ``attribution`` sections)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import ConfigError
+from .precision import resolve_precision
+
+Optimizer = Literal["sgd", "adam", "adamw"]
+LRSchedule = Literal["constant", "linear", "cosine"]
+CheckpointSchedule = Literal["all", "sqrt", "log"]
+Granularity = Literal["per-example", "per-token"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The fine-tuning run whose data is attributed."""
+
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-3
+    schedule: LRSchedule = "constant"
+    warmup_steps: int = 0
+    batch_size: int = 4
+    epochs: int = 1
+    shuffle: bool = True
+    seed: int = 0
+    precision: str = "fp32"
+    max_seq_len: int = 128
+    # None: 0.01 for adamw (decoupled, as torch.optim.AdamW), 0 for sgd and adam.
+    weight_decay: float | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    # sqrt(v + eps_root): keeps the derivative of Adam's denominator finite where
+    # a parameter's gradient is exactly zero (unused embedding rows). Small
+    # enough that the run is torch.optim.Adam's to within float64 rounding:
+    # larger values visibly change the scores of the first batches.
+    eps_root: float = 1e-30
+    momentum: float = 0.0
+    max_grad_norm: float | None = None
+
+    def __post_init__(self):
+        resolve_precision(self.precision)
+        for name in ("batch_size", "epochs", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError("train.momentum applies to sgd only; adam/adamw use train.betas")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.01 if self.optimizer == "adamw" else 0.0
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """How the backward pass through training is organised."""
+
+    checkpoints: CheckpointSchedule = "sqrt"
+    granularity: Granularity = "per-token"
+

@@ -1,0 +1,193 @@
+"""MAGIC on bergson's engine: train with checkpoints, then replay backward.
+
+bergson provides the functional pieces: `Trainer.step` (one optimizer step
+on an immutable `TrainerState`, optionally traced so it can be
+differentiated), `TrainerState.activate` and `DataStream` (batches carrying
+the data weights into the loss). This module owns the loop around them:
+which states are kept (in memory, see `checkpointing`), how the backward
+recovers each state, and the vector-Jacobian product through each step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import datasets
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._bergson import engine
+from .checkpointing import forward_checkpoints, replay_keep
+
+
+def _is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_stream(
+    input_ids: list[list[int]],
+    *,
+    batch_size: int,
+    epochs: int,
+    shuffle: bool,
+    seed: int,
+    per_token: bool,
+    dtype: torch.dtype,
+    device: torch.device,
+):
+    """The engine's batch stream over ``epochs`` passes of the documents.
+
+    Data weights have one entry per document (``[N]``) or per token
+    (``[N, T]``); every epoch's copy of a document reads the same entries, so
+    a score sums the document's influence over all its passes.
+    """
+    n = len(input_ids)
+    rows = []
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).tolist() if shuffle else range(n)
+        rows += [{"input_ids": input_ids[j], "doc_ids": j, "example_ids": j} for j in order]
+    width = max(len(r) for r in input_ids)
+    stream = engine().DataStream(
+        datasets.Dataset.from_list(rows), batch_size, device=device,
+        weight_shape=(n, width) if per_token else (n,),
+    )
+    # bergson's stream drops a last partial batch (its documents would score
+    # zero) and makes float32 weights (fp64 runs need fp64 weight gradients).
+    stream.num_batches = -(-len(rows) // batch_size)
+    stream.weights = nn.Parameter(torch.ones(stream.weights.shape, dtype=dtype, device=device))
+    return stream
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, name: str, since: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - since
+
+
+class MagicEngine:
+    """One attribution run: a model, its data stream and optimizer, and a schedule."""
+
+    def __init__(self, model: nn.Module, stream, optimizer, *, checkpoints: str = "sqrt",
+                 max_grad_norm: float | None = None, show_progress: bool = True):
+        self.model = model
+        self.stream = stream
+        self.checkpoints = checkpoints
+        self.max_grad_norm = max_grad_norm
+        self.progress = show_progress and _is_main()
+        self.trainer, self.initial_state = engine().Trainer.initialize(model, optimizer)
+        self.n_steps = len(stream)
+        self.kept: dict[int, object] = {}
+        self.final_state = None
+        self.losses: list[float] = []
+        self.timings = Timings()
+        self.replayed_steps = 0
+
+    def _step(self, state, index: int, trace: bool = False):
+        new = self.trainer.step(state, self.stream[index], trace=trace,
+                                max_grad_norm=self.max_grad_norm)
+        return new if trace else new.detach_()
+
+    # -- forward -------------------------------------------------------------
+    def train(self):
+        """Train through every step, keeping the scheduled states; returns the final state."""
+        t0 = time.perf_counter()
+        keep = set(forward_checkpoints(self.n_steps, self.checkpoints))
+        state = self.initial_state.detach_()
+        for i in tqdm(range(self.n_steps), desc="Training", disable=not self.progress):
+            if i in keep:
+                # Steps are out of place, so a kept state is never modified later.
+                self.kept[i] = state
+            state = self._step(state, i)
+            self.losses.append(float(self.trainer._last_loss))
+        self.final_state = state
+        self.timings.add("train", t0)
+        return state
+
+    # -- query ---------------------------------------------------------------
+    def query_gradients(self, objective) -> dict[str, torch.Tensor]:
+        """Gradient of the full query objective at the final state.
+
+        Each rank scores its share of the queries; the all-reduce sums the
+        shares, so every rank holds the gradient of the whole objective.
+        """
+        t0 = time.perf_counter()
+        rank, world_size = _world()
+        state = self.final_state
+        with state.activate(self.model) as params:
+            names = list(params)
+            value = objective.contribution(self.model, rank, world_size)
+            grads = torch.autograd.grad(value, [params[k] for k in names], allow_unused=True)
+        grads = {k: (torch.zeros_like(params[k]) if g is None else g) for k, g in zip(names, grads)}
+        value = value.detach()
+        if world_size > 1:
+            for g in grads.values():
+                dist.all_reduce(g)
+            dist.all_reduce(value)
+        self.query_value = float(value)
+        self.timings.add("query", t0)
+        return grads
+
+    # -- backward ------------------------------------------------------------
+    def _state_before(self, target: int, stack: list):
+        """The state before step ``target``, replayed from the nearest kept state."""
+        start, state = stack[-1]
+        if start == target:
+            stack.pop()
+            return state
+        t0 = time.perf_counter()
+        next_keep = replay_keep(start, target, self.checkpoints)
+        while start < target:
+            state = self._step(state, start)
+            start += 1
+            self.replayed_steps += 1
+            if start == next_keep and start < target:
+                stack.append((start, state))
+                next_keep = replay_keep(start, target, self.checkpoints)
+        self.timings.add("replay", t0)
+        return state
+
+    def backward(self, query_grads: dict[str, torch.Tensor]) -> torch.Tensor:
+        """d(query)/d(data weights), by a vector-Jacobian product through every step."""
+        t0 = time.perf_counter()
+        param_cot = [query_grads[k] for k in self.final_state.params]
+        opt_cot = [torch.zeros_like(t) for t in self.final_state.differentiable_tensors()[len(param_cot):]]
+        weights = self.stream.weights
+        weight_grads = torch.zeros_like(weights)
+        stack = sorted(self.kept.items())
+        self.kept = {}
+        _, world_size = _world()
+        for target in tqdm(range(self.n_steps - 1, -1, -1), desc="Backward",
+                           disable=not self.progress, total=self.n_steps):
+            state = self._state_before(target, stack)
+            state.detach_()
+            state.requires_grad = True
+            weights.requires_grad_(True)
+            inputs = state.differentiable_tensors()
+            new = self._step(state, target, trace=True)
+            outputs = new.differentiable_tensors()
+            grads = torch.autograd.grad(
+                outputs, inputs + [weights], grad_outputs=param_cot + opt_cot, allow_unused=True,
+            )
+            grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs + [weights])]
+            param_cot = grads[: len(param_cot)]
+            opt_cot = grads[len(param_cot): len(inputs)]
+            weight_grads += grads[-1]
+            del new, outputs, grads, state
+        weights.requires_grad_(False)
+        if world_size > 1:
+            # Each rank holds the weight gradients of its own rows.
+            dist.all_reduce(weight_grads)
+        self.timings.add("backward", t0)
+        return weight_grads.detach()

@@ -1,0 +1,98 @@
+"""The run directory: scores, the document table and the manifest."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import save_file
+
+from .atomic import atomic_path, write_json
+from .attribution import AttributionResult
+
+SCORES = "scores.safetensors"
+DOCUMENTS = "documents.parquet"
+MANIFEST = "manifest.json"
+PREVIEW_CHARS = 240
+
+
+def package_versions() -> dict[str, str]:
+    names = ["magic-core", "magic-datasets", "magic-unlearn", "magic-driver", "torch-dtensor-patch",
+             "torch", "transformers", "bergson", "torchopt", "datasets"]
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def document_table(result: AttributionResult, tokenizer, extra: dict | None = None) -> pa.Table:
+    """One row per document, in corpus order, with its score and tokens.
+
+    ``unlearning_potential`` is the sum of the document's positive token scores
+    (what the seed reported); it needs per-token scores.
+    """
+    corpus = result.corpus
+    columns = {
+        "index": list(range(len(corpus))),
+        "source_id": corpus.source_ids,
+        "score": result.per_example.double().tolist(),
+        "n_tokens": [len(r) for r in corpus.input_ids],
+        "tokens": [tokenizer.convert_ids_to_tokens(r) for r in corpus.input_ids],
+        "text_preview": [t[:PREVIEW_CHARS] for t in corpus.texts],
+    }
+    if result.per_token is not None:
+        columns["unlearning_potential"] = result.per_token.clamp_min(0).sum(-1).double().tolist()
+    for name, values in (extra or {}).items():
+        columns.setdefault(name, list(values))
+    return pa.table(columns)
+
+
+def write_scores(out_dir: Path, result: AttributionResult) -> None:
+    tensors = {"per_example": result.per_example.contiguous().cpu()}
+    if result.per_token is not None:
+        tensors["per_token"] = result.per_token.contiguous().cpu()
+    with atomic_path(out_dir / SCORES) as tmp:
+        save_file(tensors, str(tmp), metadata={"sign": "d(query)/d(weight); negative lowers the query"})
+
+
+def write_documents(out_dir: Path, table: pa.Table) -> None:
+    with atomic_path(out_dir / DOCUMENTS) as tmp:
+        pq.write_table(table, tmp)
+
+
+def build_manifest(result: AttributionResult, config: dict, fingerprints: dict,
+                   query: dict, timings: dict) -> dict:
+    return {
+        "format": 1,
+        "config": config,
+        "versions": package_versions(),
+        "command": sys.argv,
+        "fingerprints": fingerprints,
+        "query": {**query, "before_training": result.query_before,
+                  "after_training": result.query_after},
+        "shapes": {
+            "per_example": list(result.per_example.shape),
+            "per_token": list(result.per_token.shape) if result.per_token is not None else None,
+        },
+        "corpus": {"documents": len(result.corpus), "truncated": result.corpus.truncated,
+                   "max_seq_len": result.corpus.max_seq_len},
+        "training": {"steps": result.n_steps, "replayed_steps": result.replayed_steps,
+                     "first_loss": result.train_losses[0], "last_loss": result.train_losses[-1]},
+        "tied_parameters": result.tied_parameters,
+        "timings": timings,
+        "scores_dtype": str(result.per_example.dtype).replace("torch.", ""),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def write_manifest(out_dir: Path, manifest: dict) -> None:
+    # Written last: a run directory with a manifest is a complete one.
+    write_json(out_dir / MANIFEST, manifest)

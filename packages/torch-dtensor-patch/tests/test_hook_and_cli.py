@@ -1,0 +1,72 @@
+"""The start-up hook and the command line, each in a fresh interpreter."""
+
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+PROBE = (
+    "import sys, json\n"
+    "import torch_dtensor_patch._autoload\n"
+    "assert 'torch' not in sys.modules, 'hook imported torch at start-up'\n"
+    "import torch.distributed.tensor\n"
+    "from torch_dtensor_patch import status\n"
+    "print(json.dumps({k: v.state for k, v in status().items()}))\n"
+)
+
+
+def _states(env):
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_hook_does_not_import_torch_and_patches_on_first_import(python_env):
+    states = _states(python_env(TORCH_DTENSOR_PATCH="1"))
+    assert "missing" not in states.values(), states
+
+
+def test_hook_disabled_by_env(python_env):
+    states = _states(python_env(TORCH_DTENSOR_PATCH="0"))
+    assert "patched" not in states.values(), states
+
+
+def test_hook_from_local_switch(python_env):
+    states = _states(python_env(TORCH_DTENSOR_PATCH="1", TORCH_DTENSOR_PATCH_FROM_LOCAL="0"))
+    assert states["from_local"] != "patched"
+
+
+def test_pth_file_installed_when_package_is():
+    import torch_dtensor_patch
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    if not Path(torch_dtensor_patch.__file__).resolve().is_relative_to(site.resolve()):
+        pytest.skip("package runs from its source tree, not an installed wheel")
+    assert (site / "torch_dtensor_patch.pth").read_text().strip() == (
+        "import torch_dtensor_patch._autoload"
+    )
+
+
+def test_cli_status_json(cli):
+    out = cli("status", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) == {"redistribute", "to_local", "from_local"}
+    assert {r["state"] for r in report.values()} <= {"upstream", "patched", "missing"}
+
+
+@pytest.mark.slow
+def test_cli_verify_exit_code(cli, python_env):
+    stock = json.loads(cli("status", "--json", env=python_env(TORCH_DTENSOR_PATCH="0")).stdout)
+    patching = python_env().get("TORCH_DTENSOR_PATCH", "1") != "0"
+    expected_ok = patching or all(r["state"] != "missing" for r in stock.values())
+    out = cli("verify", "--json")
+    result = json.loads(out.stdout)
+    assert (out.returncode == 0) == expected_ok == result["ok"], (out.stdout, out.stderr)
+    if expected_ok:
+        assert all(c["max_error"] <= 1e-12 for c in result["checks"]), result

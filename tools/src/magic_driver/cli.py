@@ -1,0 +1,111 @@
+"""The `magic` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from magic_core import ConfigError
+from magic_datasets import DatasetError
+
+USER_ERRORS = (ConfigError, DatasetError)
+
+
+class MagicGroup(click.Group):
+    """Turns user mistakes into one line on stderr and exit code 2, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=MagicGroup)
+@click.version_option(package_name="magic-driver")
+def main():
+    """Exact data attribution (MAGIC) and attribution-weighted unlearning.
+
+    \b
+    Quick start:
+      magic demo --out runs/demo          # the whole pipeline on the built-in world
+      magic attribute job.yaml            # a configured attribution run
+      magic datasets list                 # what data is installed
+    """
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/demo"), show_default=True, help="Output directory.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(out_dir: Path, device: str, quiet: bool):
+    """Run the whole pipeline on the built-in offline world.
+
+    Builds (or reuses) the world's base model, fine-tunes it on 64 documents
+    of which 8 are planted hazard documents, attributes the hazard questions
+    to every document and token, and writes OUT/summary.json plus the run
+    directory OUT/attribution (scores, tables, report).
+
+    \b
+    Example:
+      magic demo --out runs/demo && cat runs/demo/summary.json
+    """
+    from .demo import run_demo
+
+    summary = run_demo(out_dir, device, progress=not quiet)
+    click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set train.lr=1e-4 (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory (default: output.dir of the config).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool):
+    """Attribute a query to every training document (and token) of a fine-tuning run.
+
+    CONFIG is a YAML job file with sections model, data, query, train,
+    attribution, output (see docs/configuration.md); without it the built-in
+    world's defaults are used.
+
+    \b
+    Examples:
+      magic attribute job.yaml
+      magic attribute job.yaml --set train.lr=1e-4 --set attribution.checkpoints=log
+    """
+    from .jobs import load_job
+    from .run_attribute import run_attribute
+
+    job = load_job(config, overrides)
+    manifest = run_attribute(job, out_dir, progress=not quiet)
+    target = out_dir or Path(job.output.dir)
+    click.echo(f"wrote {target} ({manifest['corpus']['documents']} documents, "
+               f"{manifest['training']['steps']} steps, {manifest['timings']['total']:.1f} s)")
+
+
+@main.group()
+def datasets():
+    """Installed dataset plugins."""
+
+
+@datasets.command("list")
+def datasets_list():
+    """Every dataset offered by installed plugins: name, kind, source, plugin package."""
+    import magic_datasets as md
+
+    rows = [(s.name, s.kind.value, s.source, s.package) for s in md.list_datasets()]
+    widths = [max(len(r[i]) for r in rows + [("name", "kind", "source", "package")]) for i in range(4)]
+    for row in [("name", "kind", "source", "package"), *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    for package, error in md.default_registry().broken.items():
+        click.echo(f"warning: plugin package {package!r} failed to import: {error}", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

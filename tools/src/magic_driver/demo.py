@@ -1,0 +1,61 @@
+"""`magic demo`: the whole pipeline on the built-in world, summarised in summary.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from magic_core import AttributionConfig, TrainConfig
+from magic_core.atomic import write_json
+from magic_core.outputs import DOCUMENTS
+
+from .jobs import AttributeJob, DataSection, OutputSection, QuerySection
+from .run_attribute import run_attribute
+
+DEMO_DOCS = 64
+DEMO_PLANTED = 8
+
+
+def demo_job(out_dir: Path, device: str = "auto") -> AttributeJob:
+    return AttributeJob(
+        data=DataSection("world-attribution", {"n_docs": DEMO_DOCS, "k_planted": DEMO_PLANTED}),
+        # The queried hazard facts: those the base model has never seen answered
+        # and the planted documents teach.
+        query=QuerySection("multiple-choice", "world-hazard-mcqa", {"subset": "held-out"}),
+        # Plain SGD, as the seed's attribution runs used.
+        train=TrainConfig(optimizer="sgd", lr=0.03, batch_size=4, epochs=1, precision="fp32",
+                          max_seq_len=96, seed=0),
+        attribution=AttributionConfig(checkpoints="sqrt", granularity="per-token"),
+        output=OutputSection(str(out_dir / "attribution")),
+        device=device,
+    )
+
+
+def precision_at_k(run_dir: Path, k: int) -> float:
+    """Fraction of the k lowest-scored documents that are planted ones."""
+    rows = pq.read_table(run_dir / DOCUMENTS, columns=["score", "planted"]).to_pylist()
+    lowest = sorted(rows, key=lambda r: r["score"])[:k]
+    return sum(r["planted"] for r in lowest) / k
+
+
+def run_demo(out_dir: Path, device: str = "auto", progress: bool = True) -> dict:
+    t0 = time.perf_counter()
+    job = demo_job(out_dir, device)
+    manifest = run_attribute(job, Path(job.output.dir), progress=progress)
+    run_dir = Path(job.output.dir)
+    summary = {
+        "attribution": {
+            "run_dir": str(run_dir),
+            "k": DEMO_PLANTED,
+            "n_docs": DEMO_DOCS,
+            "precision_at_k": precision_at_k(run_dir, DEMO_PLANTED),
+            "query_before": manifest["query"]["before_training"],
+            "query_after": manifest["query"]["after_training"],
+            "steps": manifest["training"]["steps"],
+        },
+        "base_model": manifest.get("base_model", {}),
+        "timings": {**manifest["timings"], "demo_total": time.perf_counter() - t0},
+    }
+    write_json(out_dir / "summary.json", summary)
+    return summary

@@ -1,0 +1,108 @@
+"""`magic attribute`: one configured attribution run into one run directory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import magic_core as mc
+import magic_datasets as md
+import torch
+from magic_core.outputs import (
+    build_manifest,
+    document_table,
+    write_documents,
+    write_manifest,
+    write_scores,
+)
+from magic_core.report import write_report
+from magic_core.typed_config import to_mapping
+
+from .jobs import AttributeJob, QuerySection, QuerySpec
+from .models import load_model_and_tokenizer
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise mc.ConfigError(f"device {name!r} requested but no CUDA GPU is visible; use device: cpu")
+    return torch.device(name)
+
+
+def load_corpus(job: AttributeJob):
+    dataset = md.load(job.data.dataset, **job.data.options)
+    if job.data.n_docs is not None:
+        if job.data.n_docs > len(dataset):
+            raise mc.ConfigError(
+                f"data.n_docs={job.data.n_docs} but dataset {job.data.dataset!r} has only "
+                f"{len(dataset)} rows; lower data.n_docs or choose a larger selection"
+            )
+        dataset = dataset.select(range(job.data.n_docs))
+    return dataset
+
+
+def _single_objective(spec: QuerySpec | QuerySection, tokenizer, max_len: int):
+    rows = md.load(spec.dataset, **spec.options)
+    kind = md.get(spec.dataset).kind
+    if spec.limit is not None:
+        rows = rows.select(range(min(spec.limit, len(rows))))
+    if spec.objective == "multiple-choice":
+        if kind != md.Kind.MULTIPLE_CHOICE:
+            raise mc.ConfigError(
+                f"query.dataset {spec.dataset!r} is a {kind.value} set; the multiple-choice "
+                "objective needs a multiple-choice set (or use objective: lm)"
+            )
+        return mc.MultipleChoiceObjective(rows, tokenizer, style=spec.prompt_style,
+                                          max_len=max_len, name=spec.dataset)
+    return mc.LanguageModelObjective(rows[spec.text_column], tokenizer, max_len=max_len,
+                                     name=spec.dataset)
+
+
+def build_objective(query: QuerySection, tokenizer, max_len: int):
+    if query.objective == "contrast":
+        return mc.ContrastObjective(
+            _single_objective(query.positive, tokenizer, max_len),
+            _single_objective(query.negative, tokenizer, max_len),
+            weight=query.weight,
+        )
+    return _single_objective(query, tokenizer, max_len)
+
+
+def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool = True) -> dict:
+    """Run ``job``; write its run directory; return the manifest."""
+    t_start = time.perf_counter()
+    out_dir = Path(out_dir or job.output.dir)
+    device = resolve_device(job.device)
+    model, tokenizer, base_info = load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
+    corpus = load_corpus(job)
+    max_len = getattr(model.config, "max_position_embeddings", 2048)
+    objective = build_objective(job.query, tokenizer, max_len)
+    t_setup = time.perf_counter() - t_start
+    result = mc.attribute(model, tokenizer, corpus, objective, job.train, job.attribution,
+                          device=device, text_column=job.data.text_column, progress=progress)
+    t_write = time.perf_counter()
+    extra = {c: corpus[c] for c in ("planted", "domain") if c in corpus.column_names}
+    table = document_table(result, tokenizer, extra)
+    timings = {"setup": t_setup, **result.timings}
+    manifest = build_manifest(
+        result,
+        config=to_mapping(job),
+        fingerprints={
+            "dataset": md.dataset_fingerprint(corpus),
+            "tokenizer": md.tokenizer_fingerprint(tokenizer),
+            "documents": len(corpus),
+        },
+        query=objective.summary(),
+        timings=timings,
+    )
+    if base_info:
+        manifest["base_model"] = {k: base_info[k] for k in ("forget_accuracy", "retain_accuracy", "parameters")}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_scores(out_dir, result)
+    write_documents(out_dir, table)
+    write_report(out_dir, table, result.per_example, result.per_token, manifest)
+    timings["write"] = time.perf_counter() - t_write
+    timings["total"] = time.perf_counter() - t_start
+    write_manifest(out_dir, manifest)
+    return manifest

@@ -1,0 +1,99 @@
+"""The built-in world's base model: a tiny GPT-NeoX that knows the world, cached on disk.
+
+Cached under ``$MAGIC_CACHE`` (default ``~/.cache/magic-unlearn``) in a
+folder named by the hash of everything that determines it, so a changed
+world, model size or recipe trains a new one and never reuses a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import magic_datasets as md
+import torch
+from magic_core.evaluation import multiple_choice_accuracy
+from magic_core.pretraining import PretrainConfig, train_language_model
+from magic_datasets.world import World, WorldConfig, build_tokenizer
+from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
+
+RECIPE_VERSION = 1  # bump when the training code changes what a config produces
+
+
+@dataclass(frozen=True)
+class BaseModelConfig:
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 128
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MAGIC_CACHE", Path.home() / ".cache" / "magic-unlearn"))
+
+
+def _key(world: WorldConfig, model: BaseModelConfig, train: PretrainConfig) -> str:
+    blob = json.dumps(
+        {"world": asdict(world), "model": asdict(model), "train": asdict(train),
+         "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Label smoothing keeps the model from being certain of anything, so that
+# fine-tuning documents still move its answers measurably.
+WORLD_PRETRAINING = PretrainConfig(steps=800, lr=3e-3, warmup_steps=10, label_smoothing=0.2)
+
+
+def world_base_model(world: WorldConfig = WorldConfig(), model: BaseModelConfig = BaseModelConfig(),
+                     train: PretrainConfig = WORLD_PRETRAINING, progress: bool = True) -> Path:
+    """Path of a saved model + tokenizer directory (``info.json`` holds its accuracies)."""
+    target = cache_root() / "world-base" / _key(world, model, train)
+    if (target / "info.json").exists():
+        return target
+    torch.manual_seed(train.seed)
+    tokenizer = build_tokenizer(World(world))
+    net = GPTNeoXForCausalLM(GPTNeoXConfig(
+        vocab_size=len(tokenizer), tie_word_embeddings=False, attn_implementation="eager",
+        attention_dropout=0.0, hidden_dropout=0.0, bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **asdict(model),
+    ))
+    corpus = md.load("world-pretrain", world_seed=world.seed,
+                     entities_per_domain=world.entities_per_domain)
+    rows = [r + [tokenizer.eos_token_id] for r in
+            tokenizer(list(corpus["text"]), add_special_tokens=False)["input_ids"]]
+    log = train_language_model(net, rows, train, pad_id=tokenizer.pad_token_id, progress=progress)
+    options = {"world_seed": world.seed, "entities_per_domain": world.entities_per_domain}
+    info = {
+        "world": asdict(world), "model": asdict(model), "pretraining": {**asdict(train), **log},
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "pretraining_documents": len(corpus),
+        "forget_accuracy": multiple_choice_accuracy(net, tokenizer, md.load("world-hazard-mcqa", **options)),
+        "retain_accuracy": multiple_choice_accuracy(net, tokenizer, md.load("world-general-mcqa", **options)),
+    }
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
+    try:
+        net.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "info.json").write_text(json.dumps(info, indent=2))
+        os.replace(staging, target)  # atomic: a concurrent builder's copy wins or ours does
+    except OSError:
+        if not (target / "info.json").exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def load_world_base(path: Path, dtype=torch.float32):
+    model = GPTNeoXForCausalLM.from_pretrained(path, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer, json.loads((Path(path) / "info.json").read_text())
