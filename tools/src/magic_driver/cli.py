@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 from magic_core import ConfigError
 from magic_datasets import DatasetError
+from magic_unlearn import UnlearnError
 
-USER_ERRORS = (ConfigError, DatasetError)
+USER_ERRORS = (ConfigError, DatasetError, UnlearnError)
 
 
 class MagicGroup(click.Group):
@@ -105,6 +106,78 @@ def datasets_list():
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     for package, error in md.default_registry().broken.items():
         click.echo(f"warning: plugin package {package!r} failed to import: {error}", err=True)
+
+
+@datasets.command("show")
+@click.argument("name")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A loader option for the sample row, e.g. --option data_dir=data (repeatable).")
+@click.option("--no-sample", is_flag=True, help="Do not load the dataset for a sample row.")
+def datasets_show(name: str, options: tuple[str, ...], no_sample: bool):
+    """One dataset: source, gating, size, schema, options and a sample row.
+
+    \b
+    Examples:
+      magic datasets show world-attribution
+      magic datasets show wikitext-103 --option data_dir=/data/hub
+    """
+    from .dataset_info import describe_dataset
+
+    click.echo(describe_dataset(name, options, sample=not no_sample))
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set optim.lr=1e-4 (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory (default: output.dir of the config).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool):
+    """Unlearn with one recipe; evaluate accuracy before/after and after relearning.
+
+    CONFIG is a YAML file with sections model, forget, retain, scores, recipe,
+    optim, eval, relearn, output (see packages/magic-unlearn/README.md). Writes
+    OUT/result.json, OUT/table.md, OUT/table.json and OUT/model (save_pretrained).
+
+    \b
+    Examples:
+      magic unlearn unlearn.yaml
+      magic unlearn unlearn.yaml --set recipe.name=gradient-ascent --set optim.lr=1e-4
+    """
+    from .run_unlearn import run_unlearn
+    from .unlearn_jobs import load_unlearn_job
+
+    job = load_unlearn_job(config, overrides)
+    run_unlearn(job, out_dir, progress=not quiet)
+    click.echo((Path(out_dir or job.output.dir) / "table.md").read_text().rstrip())
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--param", "params", multiple=True, metavar="KEY=V1,V2,...",
+              help="Values to sweep, e.g. --param lr=5e-6,1e-5,5e-5 (repeatable: a grid).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value for every point (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory (default: output.dir of the config).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ...],
+          out_dir: Path | None, quiet: bool):
+    """Run an unlearning config over a grid of values; write one table.
+
+    Short keys: lr, steps, recipe, preset, selection, normalization; any
+    dotted config key works too. OUT/NNN/ holds each point's run.
+
+    \b
+    Examples:
+      magic sweep unlearn.yaml --param lr=5e-6,1e-5,5e-5,1e-4
+      magic sweep unlearn.yaml --param recipe=attribution-weighted,gradient-ascent --param lr=5e-5,1e-4
+    """
+    from .sweep import run_sweep
+
+    target = run_sweep(config, params, overrides, out_dir, progress=not quiet)
+    click.echo((target / "table.md").read_text().rstrip())
 
 
 if __name__ == "__main__":

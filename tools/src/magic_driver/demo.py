@@ -10,6 +10,7 @@ from magic_core import AttributionConfig, TrainConfig
 from magic_core.atomic import write_json
 from magic_core.outputs import DOCUMENTS
 
+from .demo_unlearn import run_demo_unlearn
 from .jobs import AttributeJob, DataSection, OutputSection, QuerySection
 from .run_attribute import run_attribute
 
@@ -55,7 +56,11 @@ def run_demo(out_dir: Path, device: str = "auto", progress: bool = True) -> dict
             "steps": manifest["training"]["steps"],
         },
         "base_model": manifest.get("base_model", {}),
-        "timings": {**manifest["timings"], "demo_total": time.perf_counter() - t0},
+        "timings": dict(manifest["timings"]),
     }
+    t_unlearn = time.perf_counter()
+    summary["unlearn"] = run_demo_unlearn(out_dir / "unlearn", device, progress)
+    summary["timings"]["unlearn"] = time.perf_counter() - t_unlearn
+    summary["timings"]["demo_total"] = time.perf_counter() - t0
     write_json(out_dir / "summary.json", summary)
     return summary

@@ -23,6 +23,10 @@ class DataSection:
     options: dict[str, Any] = field(default_factory=dict)
     n_docs: int | None = None  # first N rows; None: all
     text_column: str = "text"
+    # Documents longer than train.max_seq_len: "truncate" keeps the first
+    # tokens; "chunk" trains on every max_seq_len piece, each scored on its
+    # own and tagged with its document's source_id.
+    long_documents: Literal["truncate", "chunk"] = "truncate"
 
 
 @dataclass(frozen=True)

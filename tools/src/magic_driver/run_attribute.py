@@ -42,31 +42,51 @@ def load_corpus(job: AttributeJob):
     return dataset
 
 
-def _single_objective(spec: QuerySpec | QuerySection, tokenizer, max_len: int):
+def tokenize_corpus(job: AttributeJob, corpus, tokenizer) -> tuple[mc.TokenizedCorpus, list[int]]:
+    """Token rows through magic-datasets' on-disk cache (truncated or chunked), and the
+    document index of each row."""
+    rows = md.tokenize(corpus, tokenizer, job.train.max_seq_len, mode=job.data.long_documents,
+                       text_column=job.data.text_column)
+    return mc.TokenizedCorpus(
+        input_ids=[list(r) for r in rows["input_ids"]], source_ids=list(rows["source_id"]),
+        texts=list(rows["text"]), truncated=sum(rows["truncated"]),
+        max_seq_len=job.train.max_seq_len,
+    ), list(rows["doc_index"])
+
+
+def load_query_rows(spec: QuerySpec | QuerySection):
+    """The query's rows, checked against its objective (before any model is built)."""
+    if spec.objective == "contrast":
+        return (load_query_rows(spec.positive), load_query_rows(spec.negative))
     rows = md.load(spec.dataset, **spec.options)
     kind = md.get(spec.dataset).kind
     if spec.limit is not None:
         rows = rows.select(range(min(spec.limit, len(rows))))
+    if spec.objective == "multiple-choice" and kind != md.Kind.MULTIPLE_CHOICE:
+        raise mc.ConfigError(
+            f"query.dataset {spec.dataset!r} is a {kind.value} set; the multiple-choice "
+            "objective needs a multiple-choice set (or use objective: lm)"
+        )
+    if spec.objective == "lm" and spec.text_column not in rows.column_names:
+        raise mc.ConfigError(
+            f"query.text_column {spec.text_column!r} is not a column of {spec.dataset!r} "
+            f"({rows.column_names})"
+        )
+    return rows
+
+
+def build_objective(spec: QuerySpec | QuerySection, rows, tokenizer, max_len: int):
+    if spec.objective == "contrast":
+        return mc.ContrastObjective(
+            build_objective(spec.positive, rows[0], tokenizer, max_len),
+            build_objective(spec.negative, rows[1], tokenizer, max_len),
+            weight=spec.weight,
+        )
     if spec.objective == "multiple-choice":
-        if kind != md.Kind.MULTIPLE_CHOICE:
-            raise mc.ConfigError(
-                f"query.dataset {spec.dataset!r} is a {kind.value} set; the multiple-choice "
-                "objective needs a multiple-choice set (or use objective: lm)"
-            )
         return mc.MultipleChoiceObjective(rows, tokenizer, style=spec.prompt_style,
                                           max_len=max_len, name=spec.dataset)
     return mc.LanguageModelObjective(rows[spec.text_column], tokenizer, max_len=max_len,
                                      name=spec.dataset)
-
-
-def build_objective(query: QuerySection, tokenizer, max_len: int):
-    if query.objective == "contrast":
-        return mc.ContrastObjective(
-            _single_objective(query.positive, tokenizer, max_len),
-            _single_objective(query.negative, tokenizer, max_len),
-            weight=query.weight,
-        )
-    return _single_objective(query, tokenizer, max_len)
 
 
 def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool = True) -> dict:
@@ -74,15 +94,27 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
     t_start = time.perf_counter()
     out_dir = Path(out_dir or job.output.dir)
     device = resolve_device(job.device)
-    model, tokenizer, base_info = load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
+    # Data mistakes are cheaper to report than a model load (or a base-model build).
     corpus = load_corpus(job)
+    query_rows = load_query_rows(job.query)
+    if not progress:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+    model, tokenizer, base_info = load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
     max_len = getattr(model.config, "max_position_embeddings", 2048)
-    objective = build_objective(job.query, tokenizer, max_len)
+    objective = build_objective(job.query, query_rows, tokenizer, max_len)
     t_setup = time.perf_counter() - t_start
-    result = mc.attribute(model, tokenizer, corpus, objective, job.train, job.attribution,
+    tokenized, doc_index = tokenize_corpus(job, corpus, tokenizer)
+    result = mc.attribute(model, tokenizer, tokenized, objective, job.train, job.attribution,
                           device=device, text_column=job.data.text_column, progress=progress)
     t_write = time.perf_counter()
-    extra = {c: corpus[c] for c in ("planted", "domain") if c in corpus.column_names}
+    # One table row per token row: with chunking a document's flags repeat per chunk.
+    extra = {c: [values[i] for i in doc_index]
+             for c in ("planted", "domain") if c in corpus.column_names
+             for values in [list(corpus[c])]}
     table = document_table(result, tokenizer, extra)
     timings = {"setup": t_setup, **result.timings}
     manifest = build_manifest(
@@ -92,6 +124,7 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
             "dataset": md.dataset_fingerprint(corpus),
             "tokenizer": md.tokenizer_fingerprint(tokenizer),
             "documents": len(corpus),
+            "token_rows": len(tokenized),
         },
         query=objective.summary(),
         timings=timings,

@@ -34,6 +34,9 @@ def exact_attention(module: nn.Module, query, key, value, attention_mask, scalin
 
 
 def use_exact_attention(model: nn.Module) -> None:
+    """Switch a transformers model to `exact_attention` (other modules are left as they are)."""
+    if not hasattr(model, "set_attn_implementation"):
+        return
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 

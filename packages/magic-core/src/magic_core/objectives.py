@@ -150,6 +150,17 @@ class LanguageModelObjective(_TokenMeanObjective):
         masks = [[False] + [True] * (len(r) - 1) for r in rows]
         super().__init__(_Encoded(rows, masks), tokenizer.pad_token_id or 0, batch_size)
 
+    @classmethod
+    def from_token_ids(cls, rows: list[list[int]], pad_id: int = 0, batch_size: int = 16,
+                       name: str = "lm") -> LanguageModelObjective:
+        """The same objective over rows that are already token ids (no EOS added)."""
+        self = cls.__new__(cls)
+        self.description = f"{name}: mean token cross-entropy over {len(rows)} token rows"
+        _TokenMeanObjective.__init__(
+            self, _Encoded(rows, [[False] + [True] * (len(r) - 1) for r in rows]), pad_id, batch_size
+        )
+        return self
+
 
 @dataclass
 class ContrastObjective(QueryObjective):

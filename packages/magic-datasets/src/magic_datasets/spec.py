@@ -55,5 +55,12 @@ class DatasetSpec:
     license: str = ""
     gated: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    # Documentation shown by `magic datasets show`; all optional, so plugins
+    # written before these fields existed keep working.
+    columns: dict[str, str] = field(default_factory=dict)  # column -> type
+    size: str = ""  # rows in the full source, e.g. "868 questions"
+    text: str = ""  # how a row becomes training text
+    selection: str = ""  # which rows are kept (filters, first/random/window)
+    access: str = ""  # how to get a gated dataset
     # Filled in by the registry: the distribution that registered the spec.
     package: str = ""

@@ -1,0 +1,1 @@
+"""An example dataset plugin for magic-datasets (see plugin.py)."""

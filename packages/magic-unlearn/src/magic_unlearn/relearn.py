@@ -1,0 +1,41 @@
+"""Tamper resistance: re-fine-tune an unlearned model on a few forget documents."""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, replace
+
+from magic_core import TokenizedCorpus
+
+from .spec import WeightedRows
+from .training import OptimConfig, Optimizer, train_weighted
+from .weights import real_token_mask
+
+
+@dataclass(frozen=True)
+class RelearnConfig:
+    enabled: bool = True
+    n_docs: int = 8  # forget documents the attacker has
+    steps: int = 10
+    lr: float = 1e-4  # 1e-3 (10 steps) degraded a barely unlearned world model
+    batch_size: int = 4
+    optimizer: Optimizer = "adam"
+    seed: int = 0
+
+
+def forget_sample(corpus: TokenizedCorpus, n_docs: int, seed: int) -> TokenizedCorpus:
+    picked = sorted(random.Random(f"relearn-{seed}").sample(range(len(corpus)), min(n_docs, len(corpus))))
+    return replace(corpus, input_ids=[corpus.input_ids[i] for i in picked],
+                   source_ids=[corpus.source_ids[i] for i in picked],
+                   texts=[corpus.texts[i] for i in picked])
+
+
+def relearn(model, forget: TokenizedCorpus, cfg: RelearnConfig):
+    """A fine-tuned copy of ``model`` (the original is untouched) and its training log."""
+    attacked = copy.deepcopy(model)
+    sample = forget_sample(forget, cfg.n_docs, cfg.seed)
+    part = WeightedRows(sample, real_token_mask(sample, sample.longest).float(), "relearn")
+    optim = OptimConfig(optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
+                        steps=cfg.steps, seed=cfg.seed)
+    return attacked, train_weighted(attacked, [part], optim)

@@ -1,0 +1,62 @@
+"""What a recipe is: a name and a function from the unlearning data to weighted token rows.
+
+Sign convention (the one place it is defined): training minimises
+``sum_t weight[t] * nll[t]``, so a positive weight is ordinary gradient
+descent on that token (learn it) and a negative weight is gradient ascent
+(unlearn it); zero leaves the token out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from magic_core import TokenizedCorpus
+
+from .errors import UnlearnError
+from .scores import ScoresRun
+
+
+@dataclass
+class WeightedRows:
+    """Token rows with one loss weight per predicted token.
+
+    ``weights[i, t]`` weights the loss of predicting token ``t + 1`` of row
+    ``i`` (the per-token score layout), so the last column is never used.
+    """
+
+    corpus: TokenizedCorpus
+    weights: torch.Tensor  # [N, T]
+    name: str = ""
+
+
+@dataclass
+class UnlearnData:
+    """Everything a recipe may draw on."""
+
+    forget: TokenizedCorpus
+    retain: TokenizedCorpus
+    forget_scores: ScoresRun | None = None  # forget-query scores of the forget corpus
+    retain_scores: ScoresRun | None = None  # retain-query scores of the same corpus
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """``build(data, **options)`` returns the weighted parts one training step mixes."""
+
+    name: str
+    build: Callable[..., list[WeightedRows]]
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    needs_scores: bool = False
+    package: str = ""  # filled in by the registry
+
+    def parts(self, data: UnlearnData, options: dict[str, Any]) -> list[WeightedRows]:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            accepted = ", ".join(sorted(self.options)) or "none"
+            raise UnlearnError(f"recipe {self.name!r} has no option {unknown[0]!r}; "
+                               f"it accepts: {accepted}")
+        return self.build(data, **options)

@@ -1,0 +1,94 @@
+"""Weighted fine-tuning: the one training loop every recipe and relearning share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UnlearnError
+from .spec import WeightedRows
+
+Optimizer = Literal["adam", "adamw", "sgd"]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-4
+    batch_size: int = 4
+    steps: int = 50
+    # None: 0.01 for adamw (torch's default), 0 for adam and sgd.
+    weight_decay: float | None = None
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.batch_size < 1 or self.steps < 0:
+            raise UnlearnError(f"optim: need lr > 0, batch_size >= 1, steps >= 0; got lr={self.lr}, "
+                               f"batch_size={self.batch_size}, steps={self.steps}")
+
+    def build(self, params) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay or 0.0)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay or 0.0)
+        if self.optimizer == "adamw":
+            decay = 0.01 if self.weight_decay is None else self.weight_decay
+            return torch.optim.AdamW(params, lr=self.lr, weight_decay=decay)
+        raise UnlearnError(f"optim.optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
+
+
+def _padded(part: WeightedRows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids [N, W], real-token mask [N, W], weights [N, W - 1] aligned with next-token losses."""
+    rows = part.corpus.input_ids
+    width = max(len(r) for r in rows)
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    real = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        real[i, : len(r)] = True
+    weights = torch.zeros((len(rows), width - 1))
+    cols = min(width - 1, part.weights.shape[1])
+    weights[:, :cols] = part.weights[:, :cols]
+    return ids, real, weights
+
+
+def weighted_loss(model, ids: torch.Tensor, real: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(weight * next-token nll) / number of real predicted tokens.
+
+    Dividing by the token count (not by the weights) keeps uniform weight -1
+    equal to plain mean-loss gradient ascent.
+    """
+    logits = model(input_ids=ids, attention_mask=real.long()).logits[:, :-1].float()
+    nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    counted = real[:, 1:]
+    return (nll * weights * counted).sum() / counted.sum().clamp_min(1)
+
+
+def train_weighted(model, parts: list[WeightedRows], optim: OptimConfig) -> dict:
+    """``optim.steps`` steps; each draws ``batch_size`` rows from every part and sums their losses."""
+    if not parts:
+        raise UnlearnError("the recipe produced no training data")
+    device = next(p.device for p in model.parameters())
+    tensors = [tuple(t.to(device) for t in _padded(p)) for p in parts]
+    gen = torch.Generator().manual_seed(optim.seed)
+    opt = optim.build([p for p in model.parameters() if p.requires_grad])
+    model.eval()  # no dropout: runs are reproducible and match the attributed training
+    losses, t0 = [], time.perf_counter()
+    for _ in range(optim.steps):
+        loss = 0.0
+        for ids, real, weights in tensors:
+            pick = torch.randint(len(ids), (min(optim.batch_size, len(ids)),), generator=gen).to(device)
+            loss = loss + weighted_loss(model, ids[pick], real[pick], weights[pick])
+        opt.zero_grad()
+        loss.backward()
+        if optim.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+        opt.step()
+        losses.append(float(loss.detach()))
+    return {"steps": optim.steps, "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "seconds": time.perf_counter() - t0}

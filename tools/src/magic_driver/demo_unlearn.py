@@ -1,0 +1,79 @@
+"""The unlearning half of `magic demo`: score the forget corpus, then sweep each recipe's lr.
+
+Every recipe gets the same data, steps, optimizer and lr grid; its operating
+point is the smallest lr that brings hazard accuracy to chance + 10 points,
+so recipes are compared where they forget equally well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import magic_unlearn as mu
+from magic_core import AttributionConfig, TrainConfig
+
+from .jobs import AttributeJob, DataSection, OutputSection, QuerySection
+from .run_attribute import run_attribute
+from .run_unlearn import prepare, run_unlearn
+from .unlearn_jobs import build_job
+
+CHANCE = 0.25
+TARGET = CHANCE + 0.10
+DEMO_LRS = (1e-4, 1.5e-4, 3e-4, 5e-4)
+# label -> (recipe, options); the first is the recipe with its defaults.
+DEMO_RECIPES = {
+    "attribution-weighted": ("attribution-weighted", {}),
+    "attribution-weighted-retain": ("attribution-weighted", {"retain_weight": 1.0}),
+    "gradient-ascent": ("gradient-ascent", {}),
+    "gradient-difference": ("gradient-difference", {}),
+}
+
+
+def scores_job(out_dir: Path, query_dataset: str, device: str) -> AttributeJob:
+    """Per-token scores of the forget corpus for one query (same training as the demo's)."""
+    return AttributeJob(
+        data=DataSection("world-forget-corpus", {}),
+        query=QuerySection("multiple-choice", query_dataset, {}),
+        train=TrainConfig(optimizer="sgd", lr=0.03, batch_size=4, epochs=1, precision="fp32",
+                          max_seq_len=96, seed=0),
+        attribution=AttributionConfig(checkpoints="sqrt", granularity="per-token"),
+        output=OutputSection(str(out_dir)),
+        device=device,
+    )
+
+
+def operating_point(rows: list[dict]) -> dict:
+    """The smallest-lr row at or below the target forget accuracy (else the last row)."""
+    hits = [r for r in rows if r["forget_accuracy"] <= TARGET + 1e-9]
+    return min(hits, key=lambda r: r["params"]["lr"]) if hits else rows[-1]
+
+
+def run_demo_unlearn(out_dir: Path, device: str = "auto", progress: bool = True) -> dict:
+    forget_dir, retain_dir = out_dir / "scores-forget", out_dir / "scores-retain"
+    run_attribute(scores_job(forget_dir, "world-hazard-mcqa", device), forget_dir, progress)
+    run_attribute(scores_job(retain_dir, "world-general-mcqa", device), retain_dir, progress)
+    config = {"scores": {"forget": str(forget_dir), "retain": str(retain_dir)},
+              "device": device, "output": {"save_model": False}}
+    prepared = prepare(build_job(config), progress)
+    summary: dict = {"base": {k: prepared.before[k] for k in ("forget_accuracy", "retain_accuracy")},
+                     "target_forget_accuracy": TARGET, "lrs": list(DEMO_LRS)}
+    all_rows = []
+    for label, (recipe, options) in DEMO_RECIPES.items():
+        rows = []
+        for lr in DEMO_LRS:
+            job = build_job({**config, "recipe": {"name": recipe, "options": options},
+                             "optim": {"lr": lr}})
+            result = run_unlearn(job, out_dir / "runs" / f"{label}-lr{lr:g}", progress, prepared)
+            rows.append(mu.flat_row(result))
+        point = operating_point(rows)
+        summary[label] = {
+            "recipe": recipe, "lr": point["params"]["lr"], "options": options,
+            "forget_accuracy": point["forget_accuracy"], "retain_accuracy": point["retain_accuracy"],
+            "after_relearn": {"forget_accuracy": point["relearn_forget_accuracy"],
+                              "retain_accuracy": point["relearn_retain_accuracy"]},
+            "sweep": [{"lr": r["params"]["lr"], "forget_accuracy": r["forget_accuracy"],
+                       "retain_accuracy": r["retain_accuracy"]} for r in rows],
+        }
+        all_rows += rows
+    mu.write_table(out_dir, all_rows, prepared.before)
+    return summary

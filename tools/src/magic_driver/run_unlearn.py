@@ -1,0 +1,80 @@
+"""`magic unlearn`: one configured unlearning run into one output directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import magic_datasets as md
+import magic_unlearn as mu
+from magic_core import ConfigError
+from magic_core.typed_config import to_mapping
+
+from .jobs import DataSection
+from .models import load_model_and_tokenizer
+from .run_attribute import resolve_device
+from .unlearn_jobs import QuestionsSection, UnlearnJob
+
+
+@dataclass
+class Prepared:
+    """What runs differing only in recipe or optimizer share (a sweep loads it once)."""
+
+    model: object
+    tokenizer: object
+    data: mu.UnlearnData
+    sets: mu.EvalSets
+    before: dict
+
+
+def _corpus(section: DataSection, role: str):
+    dataset = md.load(section.dataset, **section.options)
+    if section.n_docs is not None:
+        if section.n_docs > len(dataset):
+            raise ConfigError(f"{role}.n_docs={section.n_docs} but {section.dataset!r} has only "
+                              f"{len(dataset)} rows")
+        dataset = dataset.select(range(section.n_docs))
+    if section.text_column != "text":
+        dataset = dataset.rename_column(section.text_column, "text")
+    return dataset
+
+
+def _questions(section: QuestionsSection):
+    rows = md.load(section.dataset, **section.options)
+    if md.get(section.dataset).kind != md.Kind.MULTIPLE_CHOICE:
+        raise ConfigError(f"eval dataset {section.dataset!r} is not a multiple-choice set")
+    return rows.select(range(min(section.limit, len(rows)))) if section.limit else rows
+
+
+def shared_key(job: UnlearnJob) -> str:
+    """Sections that decide `Prepared`; runs with equal keys can share it."""
+    return repr((job.model, job.forget, job.retain, job.scores, job.eval, job.max_seq_len,
+                 job.device))
+
+
+def prepare(job: UnlearnJob, progress: bool = True) -> Prepared:
+    device = resolve_device(job.device)
+    model, tokenizer, _ = load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
+    model.to(device)
+    forget, retain = _corpus(job.forget, "forget"), _corpus(job.retain, "retain")
+    data = mu.prepare_data(tokenizer, forget, retain, job.scores.forget, job.scores.retain,
+                           job.max_seq_len)
+    sets = mu.EvalSets(_questions(job.eval.hazard), _questions(job.eval.general),
+                       list(forget["text"]), list(retain["text"]))
+    return Prepared(model, tokenizer, data, sets, mu.evaluate(model, tokenizer, sets))
+
+
+def run_unlearn(job: UnlearnJob, out_dir: Path | None = None, progress: bool = True,
+                prepared: Prepared | None = None) -> dict:
+    """Run ``job``; write OUT/result.json (+ OUT/model); return the result record."""
+    mu.get_recipe(job.recipe.name)  # an unknown recipe fails before any loading
+    prepared = prepared or prepare(job, progress)
+    out_dir = Path(out_dir or job.output.dir)
+    result = mu.run_recipe(
+        prepared.model, prepared.tokenizer, prepared.data, prepared.sets, job.recipe.name,
+        job.recipe.options, job.optim.resolve(), job.relearn, out_dir=out_dir,
+        before=prepared.before, save_model=job.output.save_model,
+        extra={"config": to_mapping(job)},
+    )
+    mu.write_table(out_dir, [mu.flat_row(result)], prepared.before)
+    return result

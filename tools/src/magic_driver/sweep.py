@@ -1,0 +1,54 @@
+"""`magic sweep`: one unlearning job over a grid of values, one table."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import magic_unlearn as mu
+from magic_core import ConfigError
+from magic_core.atomic import write_json
+
+from .run_unlearn import prepare, run_unlearn, shared_key
+from .unlearn_jobs import build_job, read_mapping
+
+# Short names for the keys swept most often.
+ALIASES = {"lr": "optim.lr", "steps": "optim.steps", "recipe": "recipe.name",
+           "preset": "optim.preset", "selection": "recipe.options.selection",
+           "normalization": "recipe.options.normalization"}
+
+
+def parse_param(text: str) -> tuple[str, list[str]]:
+    """``lr=5e-6,1e-5`` -> ("optim.lr", ["5e-6", "1e-5"])."""
+    key, sep, values = text.partition("=")
+    items = [v.strip() for v in values.split(",") if v.strip()]
+    if not sep or not key.strip() or not items:
+        raise ConfigError(f"--param {text!r}: expected KEY=V1,V2,..., e.g. lr=5e-6,1e-5")
+    return ALIASES.get(key.strip(), key.strip()), items
+
+
+def grid(params: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Every combination, as ``--set`` style assignments (first param varies slowest)."""
+    axes = [[f"{key}={v}" for v in values] for key, values in map(parse_param, params)]
+    return list(itertools.product(*axes))
+
+
+def run_sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ...] = (),
+              out_dir: Path | None = None, progress: bool = True) -> Path:
+    """Run every point of the grid; returns the directory holding table.md/table.json."""
+    if not params:
+        raise ConfigError("magic sweep needs at least one --param KEY=V1,V2,...")
+    base = read_mapping(config)
+    points = [(p, build_job(base, overrides + p)) for p in grid(params)]  # all validated first
+    out_dir = Path(out_dir or build_job(base, overrides).output.dir)
+    rows, cache = [], {}
+    for i, (assignments, job) in enumerate(points):
+        key = shared_key(job)
+        if key not in cache:
+            cache = {key: prepare(job, progress)}  # keep one loaded model at a time
+        result = run_unlearn(job, out_dir / f"{i:03d}", progress, cache[key])
+        rows.append({**mu.flat_row(result), "point": list(assignments), "dir": f"{i:03d}"})
+        mu.write_table(out_dir, rows, cache[key].before)  # partial tables survive interruption
+    write_json(out_dir / "sweep.json", {"params": list(params), "overrides": list(overrides),
+                                        "points": len(rows)})
+    return out_dir

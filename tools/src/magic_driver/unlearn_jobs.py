@@ -1,0 +1,108 @@
+"""Unlearning job files: YAML in, a typed `UnlearnJob` out (``--set``/``--param`` overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from magic_core import ConfigError, from_mapping
+from magic_unlearn import OptimConfig, RelearnConfig, apply_preset
+
+from .jobs import DataSection, ModelSection, apply_override
+
+
+@dataclass(frozen=True)
+class ScoresSection:
+    forget: str | None = None  # run dir of forget-query per-token scores of the forget corpus
+    retain: str | None = None  # run dir of retain-query scores of the same corpus (selective)
+
+
+@dataclass(frozen=True)
+class RecipeSection:
+    name: str = "attribution-weighted"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    # A preset sets optimizer and batch_size to one of the seed's jobs.
+    preset: Literal["seed-bs4-adam", "seed-bs16-adam", "seed-bs16-adamw"] | None = None
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-4
+    batch_size: int = 4
+    steps: int = 40
+    weight_decay: float | None = None
+    max_grad_norm: float | None = 1.0
+    seed: int = 0
+
+    def resolve(self) -> OptimConfig:
+        plain = OptimConfig(self.optimizer, self.lr, self.batch_size, self.steps,
+                            self.weight_decay, self.max_grad_norm, self.seed)
+        return apply_preset(plain, self.preset)
+
+
+@dataclass(frozen=True)
+class QuestionsSection:
+    dataset: str
+    options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    hazard: QuestionsSection = QuestionsSection("world-hazard-mcqa")  # WMDP-bio-robust role
+    general: QuestionsSection = QuestionsSection("world-general-mcqa")  # MMLU role
+
+
+@dataclass(frozen=True)
+class UnlearnOutput:
+    dir: str = "runs/unlearn"
+    save_model: bool = True
+
+
+@dataclass(frozen=True)
+class UnlearnJob:
+    model: ModelSection = field(default_factory=ModelSection)
+    forget: DataSection = DataSection("world-forget-corpus")
+    retain: DataSection = DataSection("world-retain-corpus")
+    scores: ScoresSection = field(default_factory=ScoresSection)
+    recipe: RecipeSection = field(default_factory=RecipeSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    relearn: RelearnConfig = field(default_factory=RelearnConfig)
+    output: UnlearnOutput = field(default_factory=UnlearnOutput)
+    max_seq_len: int = 128  # used only without scores (with them, the scores run's length)
+    device: str = "auto"
+
+
+def read_mapping(path: str | Path | None) -> dict:
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"job file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def build_job(data: dict, overrides: tuple[str, ...] = ()) -> UnlearnJob:
+    data = yaml.safe_load(yaml.safe_dump(data))  # a deep copy overrides may edit
+    # DataSection's own default dataset is the attribution corpus; here the
+    # sections default to the world's forget and retain corpora.
+    for section, dataset in (("forget", "world-forget-corpus"), ("retain", "world-retain-corpus")):
+        if isinstance(data.get(section, {}), dict):
+            data.setdefault(section, {}).setdefault("dataset", dataset)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return from_mapping(UnlearnJob, data)
+
+
+def load_unlearn_job(path: str | Path | None, overrides: tuple[str, ...] = ()) -> UnlearnJob:
+    return build_job(read_mapping(path), overrides)

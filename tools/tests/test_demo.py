@@ -1,0 +1,55 @@
+"""`magic demo` and `magic attribute` end to end on the built-in world (real base model)."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from magic_driver.cli import main
+from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("MAGIC_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    att = summary["attribution"]
+    assert att["k"] == 8 and att["n_docs"] == 64
+    assert att["precision_at_k"] >= 0.9
+    assert summary["base_model"]["forget_accuracy"] >= 0.7
+    assert summary["base_model"]["retain_accuracy"] >= 0.9
+    assert att["query_after"] < att["query_before"]  # the planted documents teach the query
+
+    run = tmp_path / "demo" / "attribution"
+    scores = load_file(run / "scores.safetensors")
+    assert scores["per_token"].shape[0] == 64
+    assert torch.allclose(scores["per_token"].sum(-1), scores["per_example"])
+    table = pq.read_table(run / "documents.parquet").to_pylist()
+    assert [r["index"] for r in table] == list(range(64))
+    assert {"source_id", "score", "tokens", "text_preview", "planted"} <= set(table[0])
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["fingerprints"]["dataset"] and manifest["fingerprints"]["tokenizer"]
+    assert manifest["versions"]["torch"].startswith("2.")
+    assert (run / "score_histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<span" in (run / "token_heatmap.html").read_text()
+    assert not list(run.glob(".*.tmp"))
+
+    # A configured run with the demo's settings reproduces the demo's scores exactly.
+    job = {
+        "data": {"dataset": "world-attribution", "options": {"n_docs": 64, "k_planted": 8}},
+        "query": {"dataset": "world-hazard-mcqa", "options": {"subset": "held-out"}},
+        "train": {"optimizer": "sgd", "lr": 0.03, "batch_size": 4, "max_seq_len": 96},
+        "attribution": {"checkpoints": "log", "granularity": "per-token"},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    result = CliRunner().invoke(
+        main, ["attribute", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "again"), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    again = load_file(tmp_path / "again" / "scores.safetensors")
+    assert torch.allclose(again["per_example"], scores["per_example"], rtol=1e-5, atol=1e-9)
