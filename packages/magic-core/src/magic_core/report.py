@@ -6,6 +6,7 @@ import html
 import math
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import torch
 
@@ -61,7 +62,8 @@ def write_histogram(path: Path, scores: torch.Tensor, groups: dict[str, list[boo
 
     values = scores.double().cpu().numpy()
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = max(10, int(math.sqrt(len(values))) * 2)
+    # Shared edges, so the groups' bars are comparable.
+    bins = np.histogram_bin_edges(values, bins=max(10, int(math.sqrt(len(values))) * 2))
     if groups:
         for label, mask in groups.items():
             ax.hist(values[mask], bins=bins, alpha=0.6, label=label)
