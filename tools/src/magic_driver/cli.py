@@ -86,8 +86,11 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
     job = load_job(config, overrides)
     manifest = run_attribute(job, out_dir, progress=not quiet)
     target = out_dir or Path(job.output.dir)
-    click.echo(f"wrote {target} ({manifest['corpus']['documents']} documents, "
-               f"{manifest['training']['steps']} steps, {manifest['timings']['total']:.1f} s)")
+    from magic_core.distributed import launch_from_environment
+
+    if launch_from_environment().is_main:
+        click.echo(f"wrote {target} ({manifest['corpus']['documents']} documents, "
+                   f"{manifest['training']['steps']} steps, {manifest['timings']['total']:.1f} s)")
 
 
 @main.group()

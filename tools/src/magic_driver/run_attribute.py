@@ -8,6 +8,8 @@ from pathlib import Path
 import magic_core as mc
 import magic_datasets as md
 import torch
+import torch.distributed as dist
+from magic_core.distributed import Launch, init_from_environment, shutdown
 from magic_core.outputs import (
     build_manifest,
     document_table,
@@ -22,12 +24,28 @@ from .jobs import AttributeJob, QuerySection, QuerySpec
 from .models import load_model_and_tokenizer
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str, launch: Launch | None = None) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise mc.ConfigError(f"device {name!r} requested but no CUDA GPU is visible; use device: cpu")
+    if name in ("auto", "cuda") and launch is not None and launch.world_size > 1:
+        return launch.device()  # one GPU per rank: cuda:LOCAL_RANK
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _rank_zero_first(launch: Launch, load):
+    """Rank 0 fills the on-disk caches (datasets, tokenized rows, base model) first,
+    so that concurrent ranks never race to write them."""
+    if launch.world_size == 1:
+        return load()
+    if launch.is_main:
+        value = load()
+        dist.barrier()
+    else:
+        dist.barrier()
+        value = load()
+    return value
 
 
 def load_corpus(job: AttributeJob):
@@ -90,12 +108,27 @@ def build_objective(spec: QuerySpec | QuerySection, rows, tokenizer, max_len: in
 
 
 def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool = True) -> dict:
-    """Run ``job``; write its run directory; return the manifest."""
+    """Run ``job``; write its run directory; return the manifest.
+
+    Under torchrun or srun every rank runs this; they share the work of each
+    step and the query, and only rank 0 writes the run directory.
+    """
+    joined_here = not dist.is_initialized()
+    launch = init_from_environment()
+    try:
+        return _run(job, out_dir, progress, launch)
+    finally:
+        if joined_here:
+            shutdown()
+
+
+def _run(job: AttributeJob, out_dir: Path | None, progress: bool, launch: Launch) -> dict:
     t_start = time.perf_counter()
     out_dir = Path(out_dir or job.output.dir)
-    device = resolve_device(job.device)
+    device = resolve_device(job.device, launch)
+    progress = progress and launch.is_main
     # Data mistakes are cheaper to report than a model load (or a base-model build).
-    corpus = load_corpus(job)
+    corpus = _rank_zero_first(launch, lambda: load_corpus(job))
     query_rows = load_query_rows(job.query)
     if not progress:
         import datasets
@@ -103,11 +136,13 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
 
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
-    model, tokenizer, base_info = load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
+    model, tokenizer, base_info = _rank_zero_first(
+        launch, lambda: load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
+    )
     max_len = getattr(model.config, "max_position_embeddings", 2048)
     objective = build_objective(job.query, query_rows, tokenizer, max_len)
     t_setup = time.perf_counter() - t_start
-    tokenized, doc_index = tokenize_corpus(job, corpus, tokenizer)
+    tokenized, doc_index = _rank_zero_first(launch, lambda: tokenize_corpus(job, corpus, tokenizer))
     result = mc.attribute(model, tokenizer, tokenized, objective, job.train, job.attribution,
                           device=device, text_column=job.data.text_column, progress=progress)
     t_write = time.perf_counter()
@@ -129,6 +164,10 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
         query=objective.summary(),
         timings=timings,
     )
+    manifest["world_size"] = launch.world_size
+    if not launch.is_main:
+        timings["total"] = time.perf_counter() - t_start
+        return manifest
     if base_info:
         manifest["base_model"] = {k: base_info[k] for k in ("forget_accuracy", "retain_accuracy", "parameters")}
     out_dir.mkdir(parents=True, exist_ok=True)

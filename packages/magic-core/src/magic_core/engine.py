@@ -21,6 +21,8 @@ from tqdm.auto import tqdm
 
 from ._bergson import engine
 from .checkpointing import forward_checkpoints, replay_keep
+from .data_parallel import trainer_class
+from .errors import ConfigError
 
 
 def _is_main() -> bool:
@@ -64,8 +66,21 @@ def build_stream(
     # bergson's stream drops a last partial batch (its documents would score
     # zero) and makes float32 weights (fp64 runs need fp64 weight gradients).
     stream.num_batches = -(-len(rows) // batch_size)
+    _check_rows_per_rank(len(rows), batch_size, stream.world_size)
     stream.weights = nn.Parameter(torch.ones(stream.weights.shape, dtype=dtype, device=device))
     return stream
+
+
+def _check_rows_per_rank(n_rows: int, batch_size: int, world_size: int) -> None:
+    # Each rank takes a stride of every batch's rows; a rank left without
+    # rows cannot build a batch and would stall the others' collectives.
+    smallest = min(batch_size, n_rows % batch_size or batch_size)
+    if smallest < world_size:
+        raise ConfigError(
+            f"a batch of {smallest} rows cannot be split over {world_size} ranks "
+            f"({n_rows} rows = epochs x documents, batch_size={batch_size}); use a "
+            f"batch_size that is a multiple of {world_size} and divides {n_rows}, or fewer ranks"
+        )
 
 
 @dataclass
@@ -86,7 +101,7 @@ class MagicEngine:
         self.checkpoints = checkpoints
         self.max_grad_norm = max_grad_norm
         self.progress = show_progress and _is_main()
-        self.trainer, self.initial_state = engine().Trainer.initialize(model, optimizer)
+        self.trainer, self.initial_state = trainer_class().initialize(model, optimizer)
         self.n_steps = len(stream)
         self.kept: dict[int, object] = {}
         self.final_state = None
@@ -159,15 +174,21 @@ class MagicEngine:
         return state
 
     def backward(self, query_grads: dict[str, torch.Tensor]) -> torch.Tensor:
-        """d(query)/d(data weights), by a vector-Jacobian product through every step."""
+        """d(query)/d(data weights), by a vector-Jacobian product through every step.
+
+        With several ranks each one carries a share of every cotangent, the
+        true cotangent being the sum of the shares (see `data_parallel`); the
+        replicated query gradient is split evenly to start.
+        """
         t0 = time.perf_counter()
-        param_cot = [query_grads[k] for k in self.final_state.params]
+        _, world_size = _world()
+        param_cot = [query_grads[k] / world_size if world_size > 1 else query_grads[k]
+                     for k in self.final_state.params]
         opt_cot = [torch.zeros_like(t) for t in self.final_state.differentiable_tensors()[len(param_cot):]]
         weights = self.stream.weights
         weight_grads = torch.zeros_like(weights)
         stack = sorted(self.kept.items())
         self.kept = {}
-        _, world_size = _world()
         for target in tqdm(range(self.n_steps - 1, -1, -1), desc="Backward",
                            disable=not self.progress, total=self.n_steps):
             state = self._state_before(target, stack)
@@ -187,7 +208,7 @@ class MagicEngine:
             del new, outputs, grads, state
         weights.requires_grad_(False)
         if world_size > 1:
-            # Each rank holds the weight gradients of its own rows.
+            # Each rank holds its share: the weight gradients of its own rows.
             dist.all_reduce(weight_grads)
         self.timings.add("backward", t0)
         return weight_grads.detach()
