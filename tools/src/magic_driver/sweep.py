@@ -9,8 +9,9 @@ import magic_unlearn as mu
 from magic_core import ConfigError
 from magic_core.atomic import write_json
 
+from .jobs import read_mapping
 from .run_unlearn import prepare, run_unlearn, shared_key
-from .unlearn_jobs import build_job, read_mapping
+from .unlearn_jobs import build_job
 
 # Short names for the keys swept most often.
 ALIASES = {"lr": "optim.lr", "steps": "optim.steps", "recipe": "recipe.name",

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from magic_core import ConfigError, from_mapping
+from magic_core import from_mapping
 from magic_unlearn import OptimConfig, RelearnConfig, apply_preset
 
-from .jobs import DataSection, ModelSection, apply_override
+from .jobs import DataSection, ModelSection, apply_override, read_mapping
 
 
 @dataclass(frozen=True)
@@ -75,21 +75,6 @@ class UnlearnJob:
     output: UnlearnOutput = field(default_factory=UnlearnOutput)
     max_seq_len: int = 128  # used only without scores (with them, the scores run's length)
     device: str = "auto"
-
-
-def read_mapping(path: str | Path | None) -> dict:
-    if path is None:
-        return {}
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"job file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return data
 
 
 def build_job(data: dict, overrides: tuple[str, ...] = ()) -> UnlearnJob:
