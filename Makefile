@@ -34,7 +34,7 @@ test-fast: setup
 	$(PY) -m pytest -n auto -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check packages tools benchmarks
+	$(VENV)/bin/ruff check packages tools benchmarks examples
 
 bench: setup
 	$(PY) benchmarks/attribution.py

@@ -48,8 +48,9 @@ def demo(out_dir: Path, device: str, quiet: bool):
 
     Builds (or reuses) the world's base model, fine-tunes it on 64 documents
     of which 8 are planted hazard documents, attributes the hazard questions
-    to every document and token, and writes OUT/summary.json plus the run
-    directory OUT/attribution (scores, tables, report).
+    to every document and token, writes the run directory OUT/attribution
+    (scores, tables, report), then unlearns the hazard facts with each recipe
+    over a small lr grid (OUT/unlearn) and summarises it all in OUT/summary.json.
 
     \b
     Example:
