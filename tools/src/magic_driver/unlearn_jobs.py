@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,20 +26,14 @@ class RecipeSection:
 
 
 @dataclass(frozen=True)
-class OptimSection:
-    # A preset sets optimizer and batch_size to one of the seed's jobs.
-    preset: Literal["seed-bs4-adam", "seed-bs16-adam", "seed-bs16-adamw"] | None = None
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-4
-    batch_size: int = 4
+class OptimSection(OptimConfig):
+    """`OptimConfig` plus a preset that sets optimizer and batch_size to one of the seed's jobs."""
+
     steps: int = 40
-    weight_decay: float | None = None
-    max_grad_norm: float | None = 1.0
-    seed: int = 0
+    preset: Literal["seed-bs4-adam", "seed-bs16-adam", "seed-bs16-adamw"] | None = None
 
     def resolve(self) -> OptimConfig:
-        plain = OptimConfig(self.optimizer, self.lr, self.batch_size, self.steps,
-                            self.weight_decay, self.max_grad_norm, self.seed)
+        plain = OptimConfig(**{f.name: getattr(self, f.name) for f in fields(OptimConfig)})
         return apply_preset(plain, self.preset)
 
 
