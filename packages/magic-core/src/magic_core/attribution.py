@@ -14,7 +14,9 @@ from .engine import MagicEngine, build_stream
 from .model_prep import check_loss_uses_weights, install_weighted_loss, share_tied_parameters
 from .objectives import QueryObjective
 from .optim import build_optimizer
+from .phases import fingerprint, run_phases
 from .precision import resolve_precision
+from .run_control import RunControl
 
 
 @dataclass
@@ -49,6 +51,7 @@ def attribute(
     device: str | torch.device = "cpu",
     text_column: str = "text",
     progress: bool = True,
+    control: RunControl | None = None,
 ) -> AttributionResult:
     """Fine-tune ``model`` on ``corpus`` and attribute ``objective`` to its documents.
 
@@ -56,6 +59,11 @@ def attribute(
     already tokenized `TokenizedCorpus`. The model is consumed: its trainable
     parameters move into the engine's state (bergson keeps them on the meta
     device), so load a fresh copy for anything else.
+
+    With a ``control`` (checkpoint store and progress file) the run stops with
+    `Preempted` after the step during which a stop was requested, having saved
+    a phase checkpoint, and a run that finds a checkpoint of the same job
+    continues from it: its scores equal those of an uninterrupted run.
     """
     dtype = resolve_precision(train.precision)
     device = torch.device(device)
@@ -79,8 +87,10 @@ def attribute(
         show_progress=progress,
     )
     query_before = _query_value(objective, model, run.initial_state)
-    run.train()
-    weight_grads = run.backward(run.query_gradients(objective))
+    if control is not None:
+        control.store.fingerprint.update(
+            fingerprint(run, corpus, objective, train, attribution, dtype, device))
+    weight_grads = run_phases(run, objective, control, device)
     return AttributionResult(
         per_example=weight_grads.sum(-1) if per_token else weight_grads,
         per_token=weight_grads if per_token else None,

@@ -94,6 +94,11 @@ class Timings:
 class MagicEngine:
     """One attribution run: a model, its data stream and optimizer, and a schedule."""
 
+    # Called after every finished training and backward step as
+    # ``on_step(phase, steps_done, loop_state)``; ``loop_state()`` returns what
+    # a resumed loop needs (see `phases`). It may raise to stop the run.
+    on_step = None
+
     def __init__(self, model: nn.Module, stream, optimizer, *, checkpoints: str = "sqrt",
                  max_grad_norm: float | None = None, show_progress: bool = True):
         self.model = model
@@ -115,17 +120,23 @@ class MagicEngine:
         return new if trace else new.detach_()
 
     # -- forward -------------------------------------------------------------
-    def train(self):
-        """Train through every step, keeping the scheduled states; returns the final state."""
+    def train(self, start: int = 0, state=None):
+        """Train through every step, keeping the scheduled states; returns the final state.
+
+        A resumed run passes ``state``, the state before step ``start``.
+        """
         t0 = time.perf_counter()
         keep = set(forward_checkpoints(self.n_steps, self.checkpoints))
-        state = self.initial_state.detach_()
-        for i in tqdm(range(self.n_steps), desc="Training", disable=not self.progress):
+        state = (self.initial_state if state is None else state).detach_()
+        for i in tqdm(range(start, self.n_steps), desc="Training", disable=not self.progress,
+                      initial=start, total=self.n_steps):
             if i in keep:
                 # Steps are out of place, so a kept state is never modified later.
                 self.kept[i] = state
             state = self._step(state, i)
             self.losses.append(float(self.trainer._last_loss))
+            if self.on_step is not None:
+                self.on_step("train", i + 1, lambda state=state: {"state": state})
         self.final_state = state
         self.timings.add("train", t0)
         return state
@@ -173,24 +184,31 @@ class MagicEngine:
         self.timings.add("replay", t0)
         return state
 
-    def backward(self, query_grads: dict[str, torch.Tensor]) -> torch.Tensor:
+    def backward(self, query_grads: dict[str, torch.Tensor] | None,
+                 resume: dict | None = None) -> torch.Tensor:
         """d(query)/d(data weights), by a vector-Jacobian product through every step.
 
         With several ranks each one carries a share of every cotangent, the
         true cotangent being the sum of the shares (see `data_parallel`); the
-        replicated query gradient is split evenly to start.
+        replicated query gradient is split evenly to start. A resumed run
+        passes ``resume`` instead: the loop state ``on_step`` was given.
         """
         t0 = time.perf_counter()
         _, world_size = _world()
-        param_cot = [query_grads[k] / world_size if world_size > 1 else query_grads[k]
-                     for k in self.final_state.params]
-        opt_cot = [torch.zeros_like(t) for t in self.final_state.differentiable_tensors()[len(param_cot):]]
         weights = self.stream.weights
-        weight_grads = torch.zeros_like(weights)
-        stack = sorted(self.kept.items())
+        if resume is None:
+            param_cot = [query_grads[k] / world_size if world_size > 1 else query_grads[k]
+                         for k in self.final_state.params]
+            opt_cot = [torch.zeros_like(t) for t in self.final_state.differentiable_tensors()[len(param_cot):]]
+            weight_grads = torch.zeros_like(weights)
+            stack = sorted(self.kept.items())
+            first = self.n_steps - 1
+        else:
+            param_cot, opt_cot = resume["param_cot"], resume["opt_cot"]
+            weight_grads, stack, first = resume["weight_grads"], resume["stack"], resume["target"]
         self.kept = {}
-        for target in tqdm(range(self.n_steps - 1, -1, -1), desc="Backward",
-                           disable=not self.progress, total=self.n_steps):
+        for target in tqdm(range(first, -1, -1), desc="Backward", disable=not self.progress,
+                           initial=self.n_steps - 1 - first, total=self.n_steps):
             state = self._state_before(target, stack)
             state.detach_()
             state.requires_grad = True
@@ -206,6 +224,10 @@ class MagicEngine:
             opt_cot = grads[len(param_cot): len(inputs)]
             weight_grads += grads[-1]
             del new, outputs, grads, state
+            if self.on_step is not None:
+                loop = {"target": target - 1, "param_cot": param_cot, "opt_cot": opt_cot,
+                        "weight_grads": weight_grads, "stack": stack}
+                self.on_step("backward", self.n_steps - target, lambda loop=loop: loop)
         weights.requires_grad_(False)
         if world_size > 1:
             # Each rank holds its share: the weight gradients of its own rows.

@@ -1,0 +1,228 @@
+"""Phase checkpoints: what a stopped run needs to continue, verified before it is used.
+
+A checkpoint is a directory (``RUN_DIR/checkpoints/``) holding safetensors
+files and one JSON header, ``checkpoint.json``, that lists them with their
+sha256 and records the phase, the step and the run's fingerprint (everything
+the numbers depend on). Files are written under temporary names and renamed;
+the header is renamed into place last, so the header on disk always
+describes complete files, and files of an older checkpoint are removed only
+after it.
+
+Loading checks the header, the fingerprint and every file's size and sha256.
+A truncated, corrupted or foreign checkpoint raises `CheckpointError` (one
+line naming the file and the fix) instead of being used.
+
+Under torch.distributed, tensors every rank holds alike are written once, by
+rank 0 (``Snapshot.shared``); tensors that differ per rank (cotangent shares)
+go to one file per rank (``Snapshot.per_rank``). The run directory must be
+on a filesystem every rank sees, as for the run's other outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path, write_json
+from .errors import ConfigError
+from .fingerprint import digest
+from .progress import now_iso
+
+FORMAT = 1
+HEADER = "checkpoint.json"
+FIX = "rerun with --restart (or delete {directory}) to start over"
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that must not be used (truncated, corrupted, from another job)."""
+
+
+@dataclass
+class Snapshot:
+    """What a loop hands over to be saved."""
+
+    shared: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # file -> tensors
+    per_rank: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)  # small and JSON-able
+
+
+@dataclass
+class Checkpoint:
+    phase: str
+    step: int
+    total: int
+    shared: dict[str, dict[str, torch.Tensor]]
+    per_rank: dict[str, torch.Tensor]
+    meta: dict
+    directory: Path
+    written: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU tensors, none sharing memory (safetensors refuses aliases)."""
+    out, seen = {}, set()
+    for name, t in tensors.items():
+        t = t.detach().to("cpu").contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
+        if key in seen:
+            t = t.clone()
+        seen.add(key)
+        out[name] = t
+    return out
+
+
+class CheckpointStore:
+    """The checkpoint directory of one run, as seen by this rank."""
+
+    def __init__(self, directory: str | os.PathLike, fingerprint: dict | None = None):
+        self.directory = Path(directory)
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world_size = dist.get_world_size() if dist.is_initialized() else 1
+        # Callers add what they know (job config, model, data) before the first save or load.
+        self.fingerprint: dict = {"world_size": self.world_size, **(fingerprint or {})}
+
+    @property
+    def header(self) -> Path:
+        return self.directory / HEADER
+
+    def exists(self) -> bool:
+        return self.header.is_file()
+
+    def _error(self, what: str) -> CheckpointError:
+        return CheckpointError(f"{what}; {FIX.format(directory=self.directory)}")
+
+    # -- saving ------------------------------------------------------------------
+    def _write(self, name: str, tensors: dict[str, torch.Tensor], group: str | None) -> dict:
+        with atomic_path(self.directory / name) as tmp:
+            save_file(_storable(tensors), str(tmp))
+            entry = {"sha256": _sha256(tmp), "bytes": tmp.stat().st_size, "group": group,
+                     "rank": None if group is not None else self.rank}
+        return entry
+
+    def save(self, phase: str, step: int, total: int, snapshot: Snapshot) -> Path:
+        """Write ``snapshot`` as the run's checkpoint; every rank calls this at the same step."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        prefix = f"{phase}-{step:06d}"
+        files = {}
+        if self.rank == 0:
+            for group, tensors in snapshot.shared.items():
+                files[f"{prefix}-{group}.safetensors"] = self._write(
+                    f"{prefix}-{group}.safetensors", tensors, group)
+        if snapshot.per_rank:
+            name = f"{prefix}-rank{self.rank:04d}.safetensors"
+            files[name] = self._write(name, snapshot.per_rank, None)
+        if self.world_size > 1:
+            gathered: list[dict] = [{} for _ in range(self.world_size)]
+            dist.all_gather_object(gathered, files)
+            files = {k: v for part in gathered for k, v in part.items()}
+        if self.rank == 0:
+            write_json(self.header, {
+                "format": FORMAT, "phase": phase, "step": step, "total": total,
+                "world_size": self.world_size, "written": now_iso(), "host": socket.gethostname(),
+                "fingerprint_digest": digest(self.fingerprint), "fingerprint": self.fingerprint,
+                "files": files, "meta": snapshot.meta,
+            })
+            for stale in self.directory.iterdir():
+                if stale.name != HEADER and stale.name not in files:
+                    stale.unlink(missing_ok=True)
+        if self.world_size > 1:
+            dist.barrier()  # the header exists before any rank reports the checkpoint
+        return self.directory
+
+    # -- loading -----------------------------------------------------------------
+    def load(self, device: str | torch.device = "cpu") -> Checkpoint | None:
+        """The verified checkpoint, or None when there is none; every rank calls this."""
+        try:
+            checkpoint, failure = self._load_here(torch.device(device)), None
+        except CheckpointError as exc:
+            checkpoint, failure = None, exc
+        if self.world_size > 1:
+            # Ranks that disagree (one cannot read its shard) would otherwise
+            # resume different steps and wait for each other forever.
+            mine = 2 if failure else (1 if checkpoint is not None else 0)
+            flags = torch.tensor([mine, -mine], dtype=torch.float64)
+            if dist.get_backend() == "nccl":
+                flags = flags.cuda()
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            highest, lowest = int(flags[0]), -int(flags[1])
+            if failure is None and (highest == 2 or highest != lowest):
+                failure = self._error(f"checkpoint {self.directory} could not be read on every rank "
+                                      "(see rank 0's error)")
+        if failure is not None:
+            raise failure
+        return checkpoint
+
+    def _read_header(self) -> dict:
+        try:
+            header = json.loads(self.header.read_text())
+        except (OSError, ValueError) as exc:
+            raise self._error(f"checkpoint header {self.header} is unreadable ({type(exc).__name__})") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise self._error(f"checkpoint header {self.header} is not a format-{FORMAT} checkpoint")
+        return header
+
+    def _check_fingerprint(self, header: dict) -> None:
+        if header.get("fingerprint_digest") == digest(self.fingerprint):
+            return
+        theirs = header.get("fingerprint") or {}
+        differ = sorted(k for k in set(theirs) | set(self.fingerprint)
+                        if digest(theirs.get(k)) != digest(self.fingerprint.get(k)))
+        raise self._error(f"checkpoint {self.directory} belongs to a different job "
+                          f"({', '.join(differ) or 'fingerprint'} differ)")
+
+    def _load_here(self, device: torch.device) -> Checkpoint | None:
+        if not self.exists():
+            return None
+        header = self._read_header()
+        self._check_fingerprint(header)
+        shared, per_rank = {}, {}
+        for name, entry in header["files"].items():
+            if entry["rank"] not in (None, self.rank):
+                continue
+            path = self.directory / name
+            if not path.is_file():
+                raise self._error(f"checkpoint file {path} is missing")
+            size = path.stat().st_size
+            if size != entry["bytes"]:
+                raise self._error(f"checkpoint file {path} is truncated or overwritten "
+                                  f"({size} bytes, {entry['bytes']} written)")
+            if _sha256(path) != entry["sha256"]:
+                raise self._error(f"checkpoint file {path} is corrupted (sha256 differs from its header)")
+            try:
+                tensors = load_file(path, device=str(device))
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise self._error(f"checkpoint file {path} cannot be read ({exc})") from None
+            if entry["rank"] is None:
+                shared[entry["group"]] = tensors
+            else:
+                per_rank = tensors
+        return Checkpoint(header["phase"], header["step"], header["total"], shared, per_rank,
+                          header.get("meta", {}), self.directory, header.get("written", ""))
+
+    # -- removal -----------------------------------------------------------------
+    def clear(self) -> None:
+        """Remove the checkpoint (a finished run, or ``--restart``); every rank calls this."""
+        if self.world_size > 1:
+            dist.barrier()  # no rank is still reading it
+        if self.rank == 0:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if self.world_size > 1:
+            dist.barrier()

@@ -1,0 +1,93 @@
+"""Stop requests: preemption and time-limit signals become a flag the loops check.
+
+Slurm (and most schedulers) announce the end of a job with SIGTERM, or with
+SIGUSR1 ahead of the time limit (``--signal=USR1@120``). Interrupting a
+training or backward step would leave nothing worth saving, so the handler
+only records the request; each loop checks it after a finished step, writes
+a phase checkpoint and raises `Preempted`. Repeated signals change nothing:
+a scheduler that sends USR1 and later TERM must not kill the checkpoint
+write it asked for (SIGINT and SIGKILL still end the process at once).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+
+_requested: str | None = None
+
+
+class Preempted(Exception):
+    """The run stopped after a finished step on request; rerunning it resumes from ``checkpoint``."""
+
+    def __init__(self, phase: str, step: int, total: int, checkpoint: Path | None, reason: str = ""):
+        self.phase, self.step, self.total = phase, step, total
+        self.checkpoint, self.reason = checkpoint, reason
+        where = f"checkpoint written to {checkpoint}" if checkpoint else "no checkpoint written"
+        super().__init__(f"preempted at {phase} step {step}/{total}; {where}; "
+                         "rerun the same command to resume")
+
+
+def request_stop(reason: str = "stop requested") -> None:
+    """Ask the running loops to stop after their current step (the first reason is kept)."""
+    global _requested
+    if _requested is None:
+        _requested = reason
+
+
+def stop_requested() -> str | None:
+    """The reason of a pending stop request in this process, or None."""
+    return _requested
+
+
+def clear() -> None:
+    global _requested
+    _requested = None
+
+
+def _on_signal(signum, frame) -> None:
+    request_stop(signal.Signals(signum).name)
+
+
+@contextmanager
+def handle_signals() -> Iterator[None]:
+    """SIGTERM and SIGUSR1 request a stop while inside; the previous handlers come back after.
+
+    Outside the main thread Python cannot install handlers, so there this is
+    a no-op (a stop can still be requested with `request_stop`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
+    clear()
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        clear()  # a request that came after the last step has nothing left to stop
+
+
+def stop_agreed() -> bool:
+    """Whether to stop after this step: a request on any rank stops every rank.
+
+    Under torch.distributed this is a collective, so every rank must call it
+    after the same step; a signal reaching the ranks a step apart then still
+    stops them all together, and no rank waits in a collective for one that left.
+    """
+    local = _requested is not None
+    if not dist.is_initialized():
+        return local
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([1.0 if local else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())

@@ -1,0 +1,122 @@
+"""``RUN_DIR/progress.json``: where a run is, for ``magic status`` and requeue scripts.
+
+The contract (read by other tools, so keep it stable)::
+
+    {"status": "running|preempted|done|failed",
+     "phase": "train|query|backward|unlearn|relearn|evaluate|done",
+     "step": int, "total": int, "phases_done": [str],
+     "last_checkpoint": {"phase": str, "step": int, "path": str, "time": iso8601} | null,
+     "updated": iso8601, "host": str, "pid": int, "slurm_job_id": str | null}
+
+Written atomically, at phase changes, checkpoints and the end immediately,
+and during a phase at most every ``interval`` seconds (a step costs one clock
+read). Only one process of a job should write it (``enabled``: rank 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .atomic import write_json
+from .preemption import Preempted
+
+FILENAME = "progress.json"
+PHASES = ("train", "query", "backward", "unlearn", "relearn", "evaluate", "done")
+STATUSES = ("running", "preempted", "done", "failed")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class ProgressFile:
+    """The run's progress file; as a context manager it records how the run ended.
+
+    Nothing is written before the first phase starts, so a run refused during
+    setup leaves no run directory behind, unless one existed already (a
+    rerun), in which case it says ``running`` again at once.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, enabled: bool = True, interval: float = 5.0):
+        self.path = Path(run_dir) / FILENAME
+        self.enabled = enabled
+        self.interval = interval
+        self.state = {"status": "running", "phase": None, "step": 0, "total": 0,
+                      "phases_done": [], "last_checkpoint": None}
+        self._written_at: float | None = None
+        if enabled and self.path.is_file():
+            try:
+                previous = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                previous = {}
+            for key in ("phase", "step", "total", "phases_done", "last_checkpoint"):
+                if key in previous:
+                    self.state[key] = previous[key]
+            self.state["status"] = "running"
+            self.write()
+
+    def __enter__(self) -> ProgressFile:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            self.finish("done")
+        else:
+            self.finish("preempted" if isinstance(exc, Preempted) else "failed")
+
+    # -- updates ---------------------------------------------------------------
+    def start(self, phase: str, total: int, step: int = 0) -> None:
+        """Enter ``phase`` (of ``total`` steps, ``step`` already done); the previous one is done."""
+        if phase not in PHASES:
+            raise ValueError(f"unknown phase {phase!r}")
+        current = self.state["phase"]
+        if current not in (None, phase, "done"):
+            self.mark_done(current)
+        self.state.update(status="running", phase=phase, step=step, total=total)
+        self.write()
+
+    def mark_done(self, *phases: str) -> None:
+        for phase in phases:
+            if phase not in self.state["phases_done"]:
+                self.state["phases_done"].append(phase)
+
+    def advance(self, step: int) -> None:
+        """``step`` steps of the current phase are done; written if ``interval`` has passed."""
+        self.state["step"] = step
+        if self._written_at is None or time.monotonic() - self._written_at >= self.interval:
+            self.write()
+
+    def checkpoint(self, phase: str, step: int, path: str | os.PathLike, time_iso: str | None = None) -> None:
+        self.state["last_checkpoint"] = {"phase": phase, "step": step, "path": str(path),
+                                         "time": time_iso or now_iso()}
+        self.write()
+
+    def finish(self, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        if self._written_at is None and not self.path.is_file():
+            return  # refused before the first phase: leave no run directory behind
+        self.state["status"] = status
+        if status == "done":
+            if self.state["phase"] not in (None, "done"):
+                self.mark_done(self.state["phase"])
+            self.state.update(phase="done", step=self.state["total"])
+        self.write()
+
+    # -- output ----------------------------------------------------------------
+    def write(self) -> None:
+        if not self.enabled:
+            return
+        write_json(self.path, {
+            **self.state,
+            "updated": now_iso(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        })
+        self._written_at = time.monotonic()

@@ -1,0 +1,192 @@
+"""Stopping an attribution after any step and rerunning it gives the uninterrupted scores, bit for bit.
+
+Tiny GPT-NeoX, float64, 5 documents x 2 epochs at batch 2: 5 steps. A stop
+is requested the way the signal handler does (`request_stop`) after a
+chosen step, or by a real SIGTERM; the rerun finds the checkpoint and must
+produce torch.equal scores, losses and query values.
+"""
+
+import json
+import os
+import signal
+from contextlib import nullcontext
+
+import magic_core as mc
+import pytest
+import torch
+from magic_core import preemption
+from magic_core.phase_checkpoint import CheckpointError, CheckpointStore
+from magic_core.progress import ProgressFile
+from magic_core.run_control import RunControl
+
+TRAIN = mc.TrainConfig(optimizer="adam", lr=1e-2, batch_size=2, epochs=2, precision="fp64",
+                       max_seq_len=24, seed=0)
+
+
+class StopAfter(RunControl):
+    """Requests a stop after ``(phase, step)`` finished, or sends this process a real signal."""
+
+    def __init__(self, run_dir, at=None, signal_number=None, job="test"):
+        super().__init__(CheckpointStore(run_dir / "checkpoints", {"job": job}), ProgressFile(run_dir))
+        self.at, self.signal_number = at, signal_number
+
+    def after_step(self, phase, step, total, snapshot):
+        if (phase, step) == self.at:
+            if self.signal_number is None:
+                preemption.request_stop("test")
+            else:
+                os.kill(os.getpid(), self.signal_number)
+        super().after_step(phase, step, total, snapshot)
+
+
+@pytest.fixture(scope="module")
+def objective(tokenizer, hazard_questions):
+    return mc.MultipleChoiceObjective(hazard_questions, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def run(make_neox, tokenizer, small_corpus, objective):
+    def attribute(control=None, checkpoints="sqrt", train=TRAIN):
+        with preemption.handle_signals(), control.progress if control else nullcontext():
+            return mc.attribute(make_neox(), tokenizer, small_corpus, objective, train,
+                                mc.AttributionConfig(checkpoints=checkpoints), progress=False,
+                                control=control)
+    return attribute
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(run):
+    cache = {}
+
+    def get(checkpoints):
+        if checkpoints not in cache:
+            cache[checkpoints] = run(checkpoints=checkpoints)
+        return cache[checkpoints]
+    return get
+
+
+def assert_identical(got, want):
+    assert torch.equal(got.per_token, want.per_token)
+    assert torch.equal(got.per_example, want.per_example)
+    assert got.train_losses == want.train_losses
+    assert got.query_after == want.query_after and got.query_before == want.query_before
+    assert got.replayed_steps == want.replayed_steps
+
+
+STOPS = [("train", 2, "sqrt"), ("train", 5, "log"), ("query", 1, "sqrt"),
+         ("backward", 1, "sqrt"), ("backward", 3, "log"), ("backward", 4, "all")]
+
+
+@pytest.mark.parametrize("phase, step, checkpoints", STOPS)
+def test_a_stopped_phase_resumes_to_identical_scores(phase, step, checkpoints, run, uninterrupted,
+                                                     tmp_path):
+    with pytest.raises(preemption.Preempted) as stopped:
+        run(StopAfter(tmp_path, (phase, step)), checkpoints)
+    assert (stopped.value.phase, stopped.value.step) == (phase, step)
+    assert str(stopped.value).startswith(f"preempted at {phase} step {step}/")
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["status"] == "preempted" and progress["phase"] == phase
+    assert progress["last_checkpoint"]["step"] == step
+
+    resumed = run(StopAfter(tmp_path), checkpoints)
+    assert_identical(resumed, uninterrupted(checkpoints))
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert progress["status"] == "done" and progress["phases_done"] == ["train", "query", "backward"]
+
+
+def test_a_real_sigterm_stops_after_the_step_and_every_phase_resumes(run, uninterrupted, tmp_path):
+    # Stopped three times (training, query, backward), resumed each time.
+    for at in [("train", 1), ("query", 1), ("backward", 2)]:
+        with pytest.raises(preemption.Preempted) as stopped:
+            run(StopAfter(tmp_path, at, signal.SIGTERM))
+        assert (stopped.value.phase, stopped.value.step) == at and stopped.value.reason == "SIGTERM"
+    assert_identical(run(StopAfter(tmp_path)), uninterrupted("sqrt"))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers are put back
+
+
+def test_sigusr1_is_a_stop_request_too(run, tmp_path):
+    with pytest.raises(preemption.Preempted) as stopped:
+        run(StopAfter(tmp_path, ("train", 3), signal.SIGUSR1))
+    assert stopped.value.reason == "SIGUSR1"
+
+
+@pytest.fixture
+def stopped_in_backward(run, tmp_path):
+    with pytest.raises(preemption.Preempted):
+        run(StopAfter(tmp_path, ("backward", 2)))
+    header = json.loads((tmp_path / "checkpoints" / "checkpoint.json").read_text())
+    assert header["phase"] == "backward" and header["fingerprint"]["job"] == "test"
+    return tmp_path
+
+
+def _largest_file(run_dir):
+    return max((run_dir / "checkpoints").glob("*.safetensors"), key=lambda p: p.stat().st_size)
+
+
+def test_a_truncated_checkpoint_file_is_reported_not_used(run, stopped_in_backward):
+    victim = _largest_file(stopped_in_backward)
+    victim.write_bytes(victim.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=f"{victim}.*truncated.*--restart"):
+        run(StopAfter(stopped_in_backward))
+
+
+def test_a_corrupted_checkpoint_file_is_reported_not_used(run, stopped_in_backward):
+    victim = _largest_file(stopped_in_backward)
+    data = bytearray(victim.read_bytes())
+    data[-8] ^= 0xFF  # same size, one flipped byte in a tensor
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{victim} is corrupted.*--restart"):
+        run(StopAfter(stopped_in_backward))
+
+
+def test_a_truncated_header_is_reported(run, stopped_in_backward):
+    header = stopped_in_backward / "checkpoints" / "checkpoint.json"
+    header.write_text(header.read_text()[:50])
+    with pytest.raises(CheckpointError, match="checkpoint.json is unreadable.*--restart"):
+        run(StopAfter(stopped_in_backward))
+
+
+def test_a_checkpoint_of_another_job_is_refused(run, stopped_in_backward):
+    with pytest.raises(CheckpointError, match=r"different job \(train differ\)"):
+        run(StopAfter(stopped_in_backward), train=mc.TrainConfig(**{**TRAIN.__dict__, "lr": 2e-2}))
+    with pytest.raises(CheckpointError, match=r"different job \(attribution differ\)"):
+        run(StopAfter(stopped_in_backward), checkpoints="log")
+    with pytest.raises(CheckpointError, match=r"different job \(job differ\)"):
+        run(StopAfter(stopped_in_backward, job="another"))
+
+
+def test_clearing_the_store_starts_over(run, uninterrupted, stopped_in_backward):
+    control = StopAfter(stopped_in_backward)
+    control.store.clear()
+    assert not (stopped_in_backward / "checkpoints").exists()
+    assert_identical(run(control), uninterrupted("sqrt"))
+
+
+def test_progress_file_contract(tmp_path):
+    progress = ProgressFile(tmp_path / "run", interval=3600)
+    assert not (tmp_path / "run").exists()  # nothing before the first phase
+    with pytest.raises(RuntimeError), progress:
+        progress.start("train", 10)
+        progress.advance(1)  # within the interval: not written
+        assert json.loads(progress.path.read_text())["step"] == 0
+        progress.checkpoint("train", 1, tmp_path / "ck")
+        raise RuntimeError
+    data = json.loads(progress.path.read_text())
+    assert set(data) == {"status", "phase", "step", "total", "phases_done", "last_checkpoint",
+                         "updated", "host", "pid", "slurm_job_id"}
+    assert data["status"] == "failed" and data["step"] == 1 and data["pid"] == os.getpid()
+    assert data["last_checkpoint"]["phase"] == "train" and data["last_checkpoint"]["step"] == 1
+    again = ProgressFile(tmp_path / "run")  # a rerun says "running" before its first phase
+    assert json.loads(again.path.read_text())["status"] == "running"
+    with again:
+        again.start("query", 1)
+        again.start("backward", 5)
+    data = json.loads(again.path.read_text())
+    assert data["status"] == "done" and data["phase"] == "done"
+    assert data["phases_done"] == ["train", "query", "backward"]
+
+
+def test_a_refused_run_leaves_no_progress_file(tmp_path):
+    with pytest.raises(ValueError), ProgressFile(tmp_path / "run"):
+        raise ValueError
+    assert not (tmp_path / "run").exists()
