@@ -9,11 +9,14 @@ produce torch.equal scores, losses and query values.
 import json
 import os
 import signal
+import socket
 from contextlib import nullcontext
+from pathlib import Path
 
 import magic_core as mc
 import pytest
 import torch
+import torch.multiprocessing as mp
 from magic_core import preemption
 from magic_core.phase_checkpoint import CheckpointError, CheckpointStore
 from magic_core.progress import ProgressFile
@@ -190,3 +193,32 @@ def test_a_refused_run_leaves_no_progress_file(tmp_path):
     with pytest.raises(ValueError), ProgressFile(tmp_path / "run"):
         raise ValueError
     assert not (tmp_path / "run").exists()
+
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_data_parallel_ranks_stop_together_and_resume_identically(tmp_path, monkeypatch):
+    # Spawned children import the worker by name through the parent's sys.path.
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    import magic_core_preempt_worker as worker
+
+    stops = [("train", 2), ("backward", 3)]  # requested on rank 0 only
+    mp.spawn(worker.run_rank, args=(2, _free_port(), str(tmp_path), stops), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for rank in ranks:
+        assert rank["stopped"] == stops
+        assert torch.equal(rank["got"], rank["want"])
+        assert rank["losses"][0] == rank["losses"][1]
+    assert torch.equal(ranks[0]["got"], ranks[1]["got"])
+    # Cotangent shares differ per rank: one file each, next to the shared states.
+    assert {"backward-000003-rank0000.safetensors", "backward-000003-rank0001.safetensors"} <= set(
+        ranks[0]["files"])
+    # The shares mean nothing to a run with another world size.
+    with pytest.raises(CheckpointError, match=r"different job \(world_size differ\)"):
+        worker.attribute(worker.StopOnRankZero(tmp_path / "run", None, 0))
