@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from magic_core import TokenizedCorpus
 
 from .spec import WeightedRows
-from .training import OptimConfig, Optimizer, train_weighted
+from .training import LoopState, OptimConfig, Optimizer, train_weighted
 from .weights import real_token_mask
 
 
@@ -31,11 +31,15 @@ def forget_sample(corpus: TokenizedCorpus, n_docs: int, seed: int) -> TokenizedC
                    texts=[corpus.texts[i] for i in picked])
 
 
-def relearn(model, forget: TokenizedCorpus, cfg: RelearnConfig):
-    """A fine-tuned copy of ``model`` (the original is untouched) and its training log."""
+def relearn(model, forget: TokenizedCorpus, cfg: RelearnConfig, *, on_step=None,
+            resume: LoopState | None = None):
+    """A fine-tuned copy of ``model`` (the original is untouched) and its training log.
+
+    ``on_step`` and ``resume``: as for `train_weighted` (stopping and resuming).
+    """
     attacked = copy.deepcopy(model)
     sample = forget_sample(forget, cfg.n_docs, cfg.seed)
     part = WeightedRows(sample, real_token_mask(sample, sample.longest).float(), "relearn")
     optim = OptimConfig(optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
                         steps=cfg.steps, seed=cfg.seed)
-    return attacked, train_weighted(attacked, [part], optim)
+    return attacked, train_weighted(attacked, [part], optim, on_step=on_step, resume=resume)

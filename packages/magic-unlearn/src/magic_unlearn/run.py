@@ -7,38 +7,56 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
 from magic_core.atomic import write_json
+from magic_core.run_control import RunControl
 
 from .evaluate import EvalSets, evaluate
 from .registry import get_recipe
 from .relearn import RelearnConfig, relearn
-from .spec import UnlearnData
+from .resume import RecipePhases, recipe_fingerprint
+from .spec import UnlearnData, WeightedRows
 from .training import OptimConfig, train_weighted
 
 
-def unlearn(model, data: UnlearnData, recipe: str, options: dict, optim: OptimConfig) -> dict:
-    """Train ``model`` in place with ``recipe``'s weights; returns the training log."""
-    parts = get_recipe(recipe).parts(data, options)
+def _train_parts(model, parts: list[WeightedRows], optim: OptimConfig, **loop) -> dict:
     torch.manual_seed(optim.seed)
-    return train_weighted(model, parts, optim)
+    return train_weighted(model, parts, optim, **loop)
+
+
+def unlearn(model, data: UnlearnData, recipe: str, options: dict, optim: OptimConfig,
+            **loop) -> dict:
+    """Train ``model`` in place with ``recipe``'s weights; returns the training log.
+
+    ``loop``: ``on_step``/``resume`` of `train_weighted`.
+    """
+    return _train_parts(model, get_recipe(recipe).parts(data, options), optim, **loop)
 
 
 def run_recipe(base_model, tokenizer, data: UnlearnData, sets: EvalSets, recipe: str,
                options: dict, optim: OptimConfig, relearn_cfg: RelearnConfig,
                out_dir: Path | None = None, before: dict | None = None,
-               save_model: bool = True, extra: dict | None = None) -> dict:
+               save_model: bool = True, extra: dict | None = None,
+               control: RunControl | None = None) -> dict:
     """Unlearn a copy of ``base_model``; evaluate, relearn, save; returns the result record.
 
     ``before`` (the base model's evaluation) may be passed in so a sweep
-    measures it once.
+    measures it once. With a ``control`` the run may stop after any
+    unlearning or relearning step (`Preempted`, after a phase checkpoint) and
+    continues from a checkpoint of the same job, to the same numbers.
     """
     t0 = time.perf_counter()
     before = before or evaluate(base_model, tokenizer, sets)
     model = copy.deepcopy(base_model)
-    log = unlearn(model, data, recipe, options, optim)
+    parts = get_recipe(recipe).parts(data, options)
+    phases = RecipePhases(control, recipe_fingerprint(
+        base_model, parts, data.forget.input_ids, recipe, options, optim, relearn_cfg),
+        next(base_model.parameters()).device)
+    log = phases.unlearn(model, optim.steps, partial(_train_parts, model, parts, optim))
+    phases.begin("evaluate", 1)
     after = evaluate(model, tokenizer, sets)
     result = {
         "recipe": {"name": recipe, "options": {**get_recipe(recipe).options, **options}},
@@ -48,7 +66,9 @@ def run_recipe(base_model, tokenizer, data: UnlearnData, sets: EvalSets, recipe:
                                                 ("retain", data.retain_scores)) if r is not None},
     }
     if relearn_cfg.enabled:
-        attacked, relog = relearn(model, data.forget, relearn_cfg)
+        attacked, relog = phases.relearn(model, log, relearn_cfg.steps,
+                                         partial(relearn, model, data.forget, relearn_cfg))
+        phases.begin("evaluate", 1)
         result["after_relearn"] = {**evaluate(attacked, tokenizer, sets), "training": relog}
         result["relearn_recovery"] = (result["after_relearn"]["forget_accuracy"]
                                       - after["forget_accuracy"])

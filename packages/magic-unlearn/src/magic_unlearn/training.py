@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -69,17 +71,47 @@ def weighted_loss(model, ids: torch.Tensor, real: torch.Tensor, weights: torch.T
     return (nll * weights * counted).sum() / counted.sum().clamp_min(1)
 
 
-def train_weighted(model, parts: list[WeightedRows], optim: OptimConfig) -> dict:
-    """``optim.steps`` steps; each draws ``batch_size`` rows from every part and sums their losses."""
+@dataclass
+class LoopState:
+    """Everything `train_weighted` needs to continue after ``step`` finished steps."""
+
+    step: int
+    params: dict[str, torch.Tensor]  # the trainable parameters
+    optimizer: dict  # torch.optim state_dict
+    generator: torch.Tensor  # the row sampler's state: the data order still to come
+    losses: list[float]
+
+
+def _loop_state(step, params, opt, gen, losses) -> LoopState:
+    return LoopState(step, params, opt.state_dict(), gen.get_state(), list(losses))
+
+
+def train_weighted(model, parts: list[WeightedRows], optim: OptimConfig, *,
+                   on_step: Callable[[int, Callable[[], LoopState]], None] | None = None,
+                   resume: LoopState | None = None) -> dict:
+    """``optim.steps`` steps; each draws ``batch_size`` rows from every part and sums their losses.
+
+    ``on_step(steps_done, loop_state)`` is called after every step (it may
+    raise to stop); passing its `LoopState` back as ``resume`` continues the
+    loop exactly where it was.
+    """
     if not parts:
         raise UnlearnError("the recipe produced no training data")
     device = next(p.device for p in model.parameters())
     tensors = [tuple(t.to(device) for t in _padded(p)) for p in parts]
     gen = torch.Generator().manual_seed(optim.seed)
-    opt = optim.build([p for p in model.parameters() if p.requires_grad])
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    opt = optim.build(list(params.values()))
     model.eval()  # no dropout: runs are reproducible and match the attributed training
-    losses, t0 = [], time.perf_counter()
-    for _ in range(optim.steps):
+    losses, t0, start = [], time.perf_counter(), 0
+    if resume is not None:
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(resume.params[name])
+        opt.load_state_dict(resume.optimizer)
+        gen.set_state(resume.generator)
+        losses, start = list(resume.losses), resume.step
+    for step in range(start, optim.steps):
         loss = 0.0
         for ids, real, weights in tensors:
             pick = torch.randint(len(ids), (min(optim.batch_size, len(ids)),), generator=gen).to(device)
@@ -90,5 +122,7 @@ def train_weighted(model, parts: list[WeightedRows], optim: OptimConfig) -> dict
             torch.nn.utils.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
         opt.step()
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step + 1, partial(_loop_state, step + 1, params, opt, gen, losses))
     return {"steps": optim.steps, "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "seconds": time.perf_counter() - t0}
