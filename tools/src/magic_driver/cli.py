@@ -184,5 +184,17 @@ def sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ..
     click.echo((target / "table.md").read_text().rstrip())
 
 
+def _add_commands() -> None:
+    # Commands kept in their own modules, so this file stays the core runs.
+    from .cli_cluster import clusters, status, submit
+    from .cli_info import completion, patch, presets, recipes, report
+
+    for command in (submit, status, clusters, report, recipes, presets, patch, completion):
+        main.add_command(command)
+
+
+_add_commands()
+
+
 if __name__ == "__main__":
     sys.exit(main())

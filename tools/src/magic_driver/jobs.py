@@ -9,6 +9,9 @@ from typing import Any, Literal
 import yaml
 from magic_core import AttributionConfig, ConfigError, TrainConfig, from_mapping
 
+from . import presets
+from .slurm_section import SlurmSection
+
 
 @dataclass(frozen=True)
 class ModelSection:
@@ -64,6 +67,8 @@ class OutputSection:
 
 @dataclass(frozen=True)
 class AttributeJob:
+    # Lets `magic submit` (and a reader) tell job files apart; a mismatch is refused.
+    kind: Literal["attribute"] = "attribute"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     query: QuerySection = field(default_factory=QuerySection)
@@ -71,6 +76,7 @@ class AttributeJob:
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     output: OutputSection = field(default_factory=OutputSection)
     device: str = "auto"
+    slurm: SlurmSection = field(default_factory=SlurmSection)  # used by `magic submit` only
 
 
 def apply_override(data: dict, assignment: str) -> None:
@@ -88,12 +94,16 @@ def apply_override(data: dict, assignment: str) -> None:
 
 
 def read_mapping(path: str | Path | None) -> dict:
-    """A job file's top-level mapping ({} without a file)."""
+    """A job file's top-level mapping ({} without a file); ``preset:NAME`` reads a shipped preset."""
     if path is None:
         return {}
+    if presets.is_preset_reference(str(path)):
+        return presets.get_preset(str(path)).mapping()
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"job file {str(path)!r} does not exist")
+        known = {p.name for p in presets.list_presets()}
+        hint = f"; for the shipped preset write preset:{path}" if str(path) in known else ""
+        raise ConfigError(f"job file {str(path)!r} does not exist{hint}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -103,8 +113,17 @@ def read_mapping(path: str | Path | None) -> dict:
     return data
 
 
+def check_kind(data: dict, expected: str) -> None:
+    """A job file of the other kind gets the command to use, not a list of unknown keys."""
+    kind = data.get("kind", expected)
+    if kind != expected and kind in ("attribute", "unlearn"):
+        raise ConfigError(f"kind: this is an {kind} job; run it with `magic {kind}` "
+                          f"(or `magic submit`)")
+
+
 def load_job(path: str | Path | None, overrides: tuple[str, ...] = ()) -> AttributeJob:
     data = read_mapping(path)
+    check_kind(data, "attribute")
     for assignment in overrides:
         apply_override(data, assignment)
     return from_mapping(AttributeJob, data)

@@ -10,7 +10,8 @@ import yaml
 from magic_core import from_mapping
 from magic_unlearn import OptimConfig, RelearnConfig, apply_preset
 
-from .jobs import DataSection, ModelSection, apply_override, read_mapping
+from .jobs import DataSection, ModelSection, apply_override, check_kind, read_mapping
+from .slurm_section import SlurmSection
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class UnlearnOutput:
 
 @dataclass(frozen=True)
 class UnlearnJob:
+    kind: Literal["unlearn"] = "unlearn"
     model: ModelSection = field(default_factory=ModelSection)
     forget: DataSection = DataSection("world-forget-corpus")
     retain: DataSection = DataSection("world-retain-corpus")
@@ -69,9 +71,11 @@ class UnlearnJob:
     output: UnlearnOutput = field(default_factory=UnlearnOutput)
     max_seq_len: int = 128  # used only without scores (with them, the scores run's length)
     device: str = "auto"
+    slurm: SlurmSection = field(default_factory=SlurmSection)  # used by `magic submit` only
 
 
 def build_job(data: dict, overrides: tuple[str, ...] = ()) -> UnlearnJob:
+    check_kind(data, "unlearn")
     data = yaml.safe_load(yaml.safe_dump(data))  # a deep copy overrides may edit
     # DataSection's own default dataset is the attribution corpus; here the
     # sections default to the world's forget and retain corpora.
