@@ -40,3 +40,15 @@ def test_attribution_weights_follow_scores(tokenizer, forget_corpus, retain_corp
     assert torch.equal(part.weights[real].sign(),
                        data.forget_scores.per_token[:, :width][real].sign().float())
     assert part.weights[real].abs().mean() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_retain_terms(tokenizer, forget_corpus, retain_corpus, scores_run):
+    data = prepare_data(tokenizer, forget_corpus, retain_corpus, scores_run)
+    parts = get_recipe("attribution-weighted").parts(data, {"retain_weight": 0.5, "retain_kl": 2.0})
+    assert [(p.name, p.loss) for p in parts] == [("forget", "nll"), ("retain", "nll"),
+                                                 ("retain-kl", "kl")]
+    assert parts[2].weights.max() == 2.0 and parts[2].weights.min() == 0.0
+    forget, kl = get_recipe("gradient-difference").parts(data, {"retain_weight": 0.0, "retain_kl": 1.0})
+    assert (forget.loss, kl.loss) == ("nll", "kl")
+    with pytest.raises(UnlearnError, match="retain_kl must be >= 0"):
+        get_recipe("gradient-ascent").parts(data, {"retain_kl": -1.0})

@@ -43,3 +43,19 @@ def test_selections():
 def test_empty_selection_is_refused():
     with pytest.raises(UnlearnError, match="kept no token"):
         normalize(SCORES, torch.zeros_like(REAL), "mean-abs")
+
+
+def test_top_fraction_keeps_the_most_negative_share_of_the_selection():
+    scores = torch.tensor([[-5.0, -1.0, 3.0, -2.0], [-4.0, 2.0, -3.0, 0.0]], dtype=torch.float64)
+    real = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    # 7 real tokens, 0.5 -> 4 kept: -5, -4, -3, -2 (never the positive ones)
+    w = score_weights(scores, real, "mean-abs", clip=None, top_fraction=0.5)
+    assert (w != 0).nonzero().tolist() == [[0, 0], [0, 3], [1, 0], [1, 2]]
+    assert torch.all(w[w != 0] < 0) and w[w != 0].abs().mean() == pytest.approx(1.0)
+    # a share larger than the negative tokens keeps only those
+    assert int((score_weights(scores, real, top_fraction=1.0) != 0).sum()) == 5
+    # the selection runs first: positive-only leaves nothing negative to keep
+    with pytest.raises(UnlearnError, match="kept no token"):
+        score_weights(scores, real, selection="positive-only", top_fraction=0.5)
+    with pytest.raises(UnlearnError, match="top_fraction"):
+        score_weights(scores, real, top_fraction=0.0)

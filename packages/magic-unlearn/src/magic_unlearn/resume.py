@@ -72,7 +72,8 @@ def recipe_fingerprint(base_model, parts: list[WeightedRows], forget_rows, recip
     first = next(base_model.parameters())
     return {
         "model": model_identity(dict(base_model.named_parameters())),
-        "parts": [[p.name, token_rows_digest(p.corpus.input_ids), tensor_digest({"w": p.weights})]
+        "parts": [[p.name, p.loss, token_rows_digest(p.corpus.input_ids),
+                   tensor_digest({"w": p.weights})]
                   for p in parts],
         "relearn_rows": token_rows_digest(forget_rows),
         "recipe": {"name": recipe, "options": options},

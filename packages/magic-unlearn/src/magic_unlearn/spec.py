@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from magic_core import TokenizedCorpus
@@ -25,11 +25,14 @@ class WeightedRows:
 
     ``weights[i, t]`` weights the loss of predicting token ``t + 1`` of row
     ``i`` (the per-token score layout), so the last column is never used.
+    ``loss="kl"`` weights KL(model before unlearning || model) at that
+    position instead of the NLL (see `losses`); its weights must be >= 0.
     """
 
     corpus: TokenizedCorpus
     weights: torch.Tensor  # [N, T]
     name: str = ""
+    loss: Literal["nll", "kl"] = "nll"
 
 
 @dataclass

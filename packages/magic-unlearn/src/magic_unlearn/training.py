@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UnlearnError
+from .losses import frozen_copy, weighted_kl
 from .spec import WeightedRows
 
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -103,6 +104,9 @@ def train_weighted(model, parts: list[WeightedRows], optim: OptimConfig, *,
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     opt = optim.build(list(params.values()))
     model.eval()  # no dropout: runs are reproducible and match the attributed training
+    # KL parts compare against the model as passed in (before unlearning, and
+    # before a resume overwrites its parameters).
+    reference = frozen_copy(model) if any(p.loss == "kl" for p in parts) else None
     losses, t0, start = [], time.perf_counter(), 0
     if resume is not None:
         with torch.no_grad():
@@ -113,9 +117,12 @@ def train_weighted(model, parts: list[WeightedRows], optim: OptimConfig, *,
         losses, start = list(resume.losses), resume.step
     for step in range(start, optim.steps):
         loss = 0.0
-        for ids, real, weights in tensors:
+        for part, (ids, real, weights) in zip(parts, tensors):
             pick = torch.randint(len(ids), (min(optim.batch_size, len(ids)),), generator=gen).to(device)
-            loss = loss + weighted_loss(model, ids[pick], real[pick], weights[pick])
+            if part.loss == "kl":
+                loss = loss + weighted_kl(model, reference, ids[pick], real[pick], weights[pick])
+            else:
+                loss = loss + weighted_loss(model, ids[pick], real[pick], weights[pick])
         opt.zero_grad()
         loss.backward()
         if optim.max_grad_norm is not None:

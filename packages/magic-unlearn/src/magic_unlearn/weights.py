@@ -8,6 +8,7 @@ knowledge (negative score) are ascended.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -46,6 +47,23 @@ def select_tokens(forget: torch.Tensor, selection: Selection,
                        "negative-only or selective")
 
 
+def most_negative(forget: torch.Tensor, keep: torch.Tensor, fraction: float) -> torch.Tensor:
+    """The ``fraction`` of the kept tokens with the most negative forget scores.
+
+    Those are the tokens that, by the scores, taught the queried knowledge
+    most; everything else (positive scores included) is left out. Fewer
+    tokens come back when fewer of the kept ones are negative.
+    """
+    if not 0 < fraction <= 1:
+        raise UnlearnError(f"top_fraction must be in (0, 1], got {fraction}")
+    k = math.ceil(fraction * int(keep.sum()))
+    candidates = torch.where(keep & (forget < 0), forget, torch.full_like(forget, math.inf))
+    order = candidates.flatten().argsort(stable=True)[:k]
+    picked = torch.zeros(forget.numel(), dtype=torch.bool)
+    picked[order] = True
+    return picked.view_as(forget) & (candidates < math.inf)
+
+
 def normalize(scores: torch.Tensor, keep: torch.Tensor, how: Normalization) -> torch.Tensor:
     """Weights on the kept tokens (zero elsewhere), on a scale where a typical |weight| ~ 1."""
     kept = scores[keep]
@@ -64,9 +82,15 @@ def normalize(scores: torch.Tensor, keep: torch.Tensor, how: Normalization) -> t
 
 def score_weights(forget: torch.Tensor, real: torch.Tensor, normalization: Normalization = "mean-abs",
                   selection: Selection = "all", clip: float | None = None,
-                  retain: torch.Tensor | None = None) -> torch.Tensor:
-    """The full pipeline: [N, T] scores -> [N, T] float32 loss weights (padding zero)."""
+                  retain: torch.Tensor | None = None,
+                  top_fraction: float | None = None) -> torch.Tensor:
+    """The full pipeline: [N, T] scores -> [N, T] float32 loss weights (padding zero).
+
+    ``top_fraction`` narrows the selection to its most negative share.
+    """
     keep = select_tokens(forget, selection, retain) & real
+    if top_fraction is not None:
+        keep = most_negative(forget, keep, top_fraction)
     weights = normalize(forget, keep, normalization)
     if clip is not None:
         if clip <= 0:
