@@ -21,6 +21,8 @@ def engine() -> SimpleNamespace:
     logging.basicConfig = lambda *args, **kwargs: None
     try:
         from bergson.magic.data_stream import DataStream
+        from bergson.magic.fsdp import simple_fsdp
+        from bergson.magic.shard_load import chunk_bounds
         from bergson.magic.trainer import BackwardState, Trainer, TrainerState
         from bergson.utils.math import weighted_causal_lm_ce
     finally:
@@ -33,4 +35,6 @@ def engine() -> SimpleNamespace:
         TrainerState=TrainerState,
         BackwardState=BackwardState,
         weighted_causal_lm_ce=weighted_causal_lm_ce,
+        simple_fsdp=simple_fsdp,
+        chunk_bounds=chunk_bounds,
     )

@@ -11,12 +11,14 @@ from .attention import use_exact_attention
 from .config import AttributionConfig, TrainConfig
 from .corpus import TokenizedCorpus, tokenize_corpus
 from .engine import MagicEngine, build_stream
+from .errors import ConfigError
 from .model_prep import check_loss_uses_weights, install_weighted_loss, share_tied_parameters
 from .objectives import QueryObjective
 from .optim import build_optimizer
 from .phases import fingerprint, run_phases
 from .precision import resolve_precision
 from .run_control import RunControl
+from .sharding import shard_model
 
 
 @dataclass
@@ -67,13 +69,22 @@ def attribute(
     """
     dtype = resolve_precision(train.precision)
     device = torch.device(device)
-    model.to(device=device, dtype=dtype)
+    sharded = attribution.sharding == "fsdp"
+    if sharded and control is not None:
+        raise ConfigError(
+            "attribution.sharding 'fsdp' cannot save phase checkpoints yet (they hold whole "
+            "tensors, not shards); run it without a checkpoint store"
+        )
+    # Sharded, only the shards ever reach the device (see `shard_model`).
+    model.to(device=None if sharded else device, dtype=dtype)
     model.eval()  # dropout off: replayed steps must equal the original ones
     use_exact_attention(model)
     if not isinstance(corpus, TokenizedCorpus):
         corpus = tokenize_corpus(corpus, tokenizer, train.max_seq_len, text_column)
     tied = share_tied_parameters(model)
     install_weighted_loss(model)
+    if sharded:
+        shard_model(model, device)
     per_token = attribution.granularity == "per-token"
     stream = build_stream(
         corpus.input_ids, batch_size=train.batch_size, epochs=train.epochs,

@@ -12,6 +12,7 @@ Optimizer = Literal["sgd", "adam", "adamw"]
 LRSchedule = Literal["constant", "linear", "cosine"]
 CheckpointSchedule = Literal["all", "sqrt", "log"]
 Granularity = Literal["per-example", "per-token"]
+Sharding = Literal["none", "fsdp"]
 
 
 @dataclass(frozen=True)
@@ -65,4 +66,8 @@ class AttributionConfig:
 
     checkpoints: CheckpointSchedule = "sqrt"
     granularity: Granularity = "per-token"
+    # fsdp: under torch.distributed, shard parameters and optimizer states over
+    # the ranks (bergson's simple_fsdp; see `sharding`). none: every rank holds
+    # the whole model (data parallel when there are several ranks).
+    sharding: Sharding = "none"
 

@@ -23,6 +23,7 @@ from ._bergson import engine
 from .checkpointing import forward_checkpoints, replay_keep
 from .data_parallel import trainer_class
 from .errors import ConfigError
+from .sharding import is_sharded, sharded_trainer_class
 
 
 def _is_main() -> bool:
@@ -106,7 +107,9 @@ class MagicEngine:
         self.checkpoints = checkpoints
         self.max_grad_norm = max_grad_norm
         self.progress = show_progress and _is_main()
-        self.trainer, self.initial_state = trainer_class().initialize(model, optimizer)
+        self.fsdp = is_sharded(model)  # see `sharding`
+        trainer = sharded_trainer_class() if self.fsdp else trainer_class()
+        self.trainer, self.initial_state = trainer.initialize(model, optimizer)
         self.n_steps = len(stream)
         self.kept: dict[int, object] = {}
         self.final_state = None
@@ -116,7 +119,7 @@ class MagicEngine:
 
     def _step(self, state, index: int, trace: bool = False):
         new = self.trainer.step(state, self.stream[index], trace=trace,
-                                max_grad_norm=self.max_grad_norm)
+                                max_grad_norm=self.max_grad_norm, fsdp=self.fsdp)
         return new if trace else new.detach_()
 
     # -- forward -------------------------------------------------------------
@@ -149,7 +152,8 @@ class MagicEngine:
         shares, so every rank holds the gradient of the whole objective.
         """
         t0 = time.perf_counter()
-        rank, world_size = _world()
+        # Sharded, every rank runs the whole objective (see `sharding`).
+        rank, world_size = (0, 1) if self.fsdp else _world()
         state = self.final_state
         with state.activate(self.model) as params:
             names = list(params)
@@ -197,7 +201,8 @@ class MagicEngine:
         _, world_size = _world()
         weights = self.stream.weights
         if resume is None:
-            param_cot = [query_grads[k] / world_size if world_size > 1 else query_grads[k]
+            shares = 1 if self.fsdp else world_size  # sharded cotangents are whole
+            param_cot = [query_grads[k] / shares if shares > 1 else query_grads[k]
                          for k in self.final_state.params]
             opt_cot = [torch.zeros_like(t) for t in self.final_state.differentiable_tensors()[len(param_cot):]]
             weight_grads = torch.zeros_like(weights)
@@ -232,5 +237,7 @@ class MagicEngine:
         if world_size > 1:
             # Each rank holds its share: the weight gradients of its own rows.
             dist.all_reduce(weight_grads)
+            if self.fsdp:
+                weight_grads /= world_size  # see `sharding`
         self.timings.add("backward", t0)
         return weight_grads.detach()

@@ -48,8 +48,10 @@ def share_tied_parameters(model: nn.Module) -> dict[str, str]:
 
         def read_canonical(mod, args, attr=attr, src_module=src_module, src_attr=src_attr):
             # Whatever tensor the engine has swapped in for the canonical name,
-            # graph included, is what this use must see.
-            object.__setattr__(mod, attr, src_module._parameters[src_attr])
+            # graph included, is what this use must see. getattr, not
+            # _parameters: a sharded canonical is a parametrization, whose
+            # value is its all-gathered tensor.
+            object.__setattr__(mod, attr, getattr(src_module, src_attr))
 
         module.register_forward_pre_hook(read_canonical)
         object.__setattr__(module, attr, src_module._parameters[src_attr])

@@ -1,0 +1,166 @@
+"""Exact sharded (FSDP) attribution on bergson's `simple_fsdp`.
+
+With ``attribution.sharding: fsdp`` every parameter becomes a ``Shard(0)``
+DTensor over a 1-D mesh of the whole process group (CUDA with NCCL, CPU with
+gloo); the forward all-gathers it (``Replicate``) and its gradient comes back
+``Partial("avg")``, i.e. reduce-scattered as the *average* of the ranks'
+local gradients. The training states (parameters, optimizer moments), the
+cotangents of the backward and the query gradient are all sharded DTensors
+holding the *true* values, not per-rank shares as in `data_parallel`.
+
+Exactness, per step. Rank ``r`` has ``D_r`` of the batch's ``D`` supervised
+tokens and a local mean loss ``L_r``, with gradient ``g_r``; the batch's
+gradient is ``G = sum_r (D_r / D) g_r``. Averaging gives ``(1/W) sum_r g_r``,
+right only for equal ``D_r``, so the local loss is scaled by the constant
+``s_r = W D_r / D`` (``D`` all-reduced first): ``(1/W) sum_r s_r g_r = G``.
+
+Its vector-Jacobian product, for the true (sharded) cotangent ``Gbar`` of ``G``:
+DTensor's backward of the avg reduce-scatter gives every rank the whole
+``Gbar`` (an avg-partial of identical copies), so rank ``r`` differentiates
+``s_r g_r . Gbar``:
+
+* parameters: the result goes back through the all-gather's backward, again
+  an average, ``(1/W) sum_r s_r H_r Gbar = sum_r (D_r / D) H_r Gbar``: exact;
+* its own data weights ``w_r``, which no collective touches:
+  ``s_r d(g_r . Gbar)/dw_r = W x (D_r / D) d(g_r . Gbar)/dw_r``, ``W`` times the
+  true value. The engine divides the summed data-weight gradients by ``W``.
+
+Everything after the reduce-scatter (optimizer update, global-norm clipping)
+is DTensor arithmetic, which reduces across shards where it must.
+
+The query: FSDP's collectives run inside every forward, so all ranks must run
+the same forwards. Every rank therefore evaluates the whole objective (the
+query costs ``W`` times its compute, its memory stays sharded); the average
+of ``W`` identical gradients is the true sharded gradient, with nothing to
+reduce.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ._bergson import engine
+from .data_parallel import _supervised_tokens
+from .errors import ConfigError
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+class InMemoryShards:
+    """bergson's shard-reader interface (``local(path, param)``), served from the model itself.
+
+    `simple_fsdp` asks it for this rank's dim-0 slice of each parameter; the
+    bounds are bergson's `chunk_bounds` (``torch.chunk``, as ``Shard(0)``
+    splits: ceil-sized pieces, trailing ranks possibly empty).
+    """
+
+    def __init__(self, world_size: int, rank: int):
+        self.world_size, self.rank = world_size, rank
+
+    def local(self, path: str, param: torch.Tensor) -> torch.Tensor:
+        lo, hi = engine().chunk_bounds(param.shape[0], self.world_size, self.rank)
+        # A copy, so the whole tensor can be freed once every slice is taken.
+        return param.detach()[lo:hi].clone()
+
+    def close(self) -> None:
+        pass
+
+
+class ScaledLoss:
+    """The model's training loss times a constant each step sets (1 outside steps)."""
+
+    def __init__(self, loss):
+        self.loss = loss
+        self.scale = 1.0
+
+    def __call__(self, *args, **kwargs):
+        return self.loss(*args, **kwargs) * self.scale
+
+
+def _check_can_shard(model: nn.Module, device: torch.device) -> None:
+    if not dist.is_initialized():
+        raise ConfigError(
+            "attribution.sharding 'fsdp' needs a torch.distributed run: launch with torchrun "
+            "or srun (or set attribution.sharding: none)"
+        )
+    if dist.get_backend() == "nccl" and device.type != "cuda":
+        raise ConfigError(
+            f"attribution.sharding 'fsdp' on device {device.type!r} cannot use the NCCL process "
+            "group (CUDA only); run on GPUs or start the ranks with the gloo backend"
+        )
+    scalars = [n for n, p in model.named_parameters() if p.dim() == 0]
+    if scalars:
+        raise ConfigError(f"attribution.sharding 'fsdp' shards dim 0; parameter {scalars[0]!r} is a scalar")
+
+
+def shard_model(model: nn.Module, device: torch.device) -> None:
+    """Shard ``model``'s parameters over the process group, in place.
+
+    Call after `share_tied_parameters` (a tied parameter is then one
+    parameter, sharded once) and `install_weighted_loss`. The model may sit
+    on the CPU: only the shards move to ``device``, then its buffers.
+    """
+    device = torch.device(device)
+    _check_can_shard(model, device)
+    import torch_dtensor_patch
+
+    # DTensor is imported before apply(): the package's start-up hook patches
+    # on that import, and patching from inside apply() waits on apply's own lock.
+    from torch.distributed.tensor import init_device_mesh
+
+    # Twice-differentiable redistribution for the traced steps; patches only
+    # what this torch lacks (see torch-dtensor-patch's status()).
+    torch_dtensor_patch.apply()
+    world_size, rank = dist.get_world_size(), dist.get_rank()
+    mesh = init_device_mesh(device.type, (world_size,))
+    with mesh:
+        engine().simple_fsdp(model, InMemoryShards(world_size, rank), device)
+    for module in model.modules():
+        for name, buffer in module._buffers.items():
+            if buffer is not None:
+                module._buffers[name] = buffer.to(device)
+    model.loss_function = ScaledLoss(model.loss_function)
+
+
+def token_share(inputs: dict) -> float:
+    """``D_r / D``: this rank's share of the batch's supervised tokens."""
+    counts = torch.tensor([float(_supervised_tokens(inputs))], dtype=torch.float64,
+                          device=inputs["input_ids"].device)
+    total = counts.clone()
+    dist.all_reduce(total)
+    return float(counts / total.clamp_min(1.0))
+
+
+@lru_cache(maxsize=1)
+def sharded_trainer_class():
+    """bergson's `Trainer` on a `shard_model` model, with the token-weighted loss scale above."""
+    base = engine().Trainer
+
+    class ShardedTrainer(base):
+        def step(self, state, inputs, **kwargs):
+            world_size = dist.get_world_size()
+            loss = self.model.loss_function
+            if not isinstance(loss, ScaledLoss):
+                raise RuntimeError("ShardedTrainer needs a model prepared by shard_model")
+            loss.scale = world_size * token_share(inputs)
+            try:
+                # fsdp=True: the gradients arrive reduced (and sharded); bergson must not reduce them.
+                new = super().step(state, inputs, **{**kwargs, "fsdp": True})
+            finally:
+                loss.scale = 1.0
+            # The batch's loss is the mean of the scaled local losses.
+            total = torch.tensor([self._last_loss / world_size], dtype=torch.float64,
+                                 device=inputs["input_ids"].device)
+            dist.all_reduce(total)
+            self._last_loss = float(total)
+            return new
+
+    return ShardedTrainer

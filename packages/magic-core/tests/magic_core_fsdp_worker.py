@@ -1,0 +1,68 @@
+"""One attribution job, run alike unsharded by a single process and sharded by each spawned rank.
+
+A plain module (not a test file) so `torch.multiprocessing.spawn` can import
+it in its children (the test puts this folder on ``sys.path``). The models
+are conftest's tiny GPT-NeoX (untied) and GPT-2 (tied embeddings) with an
+MLP width of 33, so that some parameters split unevenly over two ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import magic_core as mc
+import magic_datasets as md
+import torch
+from magic_core.distributed import init_from_environment, shutdown
+from magic_datasets.world import World, build_tokenizer
+from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
+
+
+def build_model(kind: str, vocab_size: int):
+    torch.manual_seed(0)
+    if kind == "neox":
+        return GPTNeoXForCausalLM(GPTNeoXConfig(
+            vocab_size=vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=33, max_position_embeddings=64, attn_implementation="eager",
+        ))
+    model = GPT2LMHeadModel(GPT2Config(
+        vocab_size=vocab_size, n_embd=16, n_layer=2, n_head=2, n_inner=33, n_positions=64,
+        attn_implementation="eager", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        tie_word_embeddings=True, bos_token_id=None, eos_token_id=None,
+    ))
+    model.tie_weights()
+    return model
+
+
+def attribute(job: dict, sharding: str = "none") -> dict:
+    """Scores of one job: ``model``, ``optimizer``, ``batch_size``, ``granularity``, ``max_grad_norm``."""
+    tokenizer = build_tokenizer(World())
+    model = build_model(job["model"], len(tokenizer))
+    corpus = md.load("world-attribution", n_docs=6, k_planted=2)
+    objective = mc.MultipleChoiceObjective(md.load("world-hazard-mcqa").select(range(5)), tokenizer)
+    train = mc.TrainConfig(
+        optimizer=job["optimizer"], lr=1e-2, batch_size=job["batch_size"], epochs=2,
+        precision="fp64", max_seq_len=24, seed=0, max_grad_norm=job.get("max_grad_norm"),
+    )
+    result = mc.attribute(
+        model, tokenizer, corpus, objective, train,
+        mc.AttributionConfig(checkpoints="sqrt", granularity=job["granularity"], sharding=sharding),
+        progress=False,
+    )
+    return {"per_example": result.per_example, "per_token": result.per_token,
+            "losses": torch.tensor(result.train_losses), "query_after": result.query_after,
+            "query_before": result.query_before, "tied": result.tied_parameters}
+
+
+def run_rank(rank: int, world_size: int, port: int, out_dir: str, jobs: list[dict]) -> None:
+    """A spawned rank: join through torchrun's variables, run every job sharded, save the scores."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)  # the ranks share a small machine
+    init_from_environment(backend="gloo")
+    try:
+        results = [attribute(job, sharding="fsdp") for job in jobs]
+    finally:
+        shutdown()
+    torch.save(results, Path(out_dir) / f"rank{rank}.pt")

@@ -1,0 +1,95 @@
+"""Sharded (FSDP) attribution equals the unsharded single-process run of the same job.
+
+Two gloo ranks on the CPU (DTensor and bergson's simple_fsdp work on a CPU
+mesh), float64, 6 documents x 2 epochs, adam, sqrt checkpoints. Documents of
+different lengths give the ranks different token counts; an MLP width of 33
+splits some parameters unevenly; batch size 3 splits rows 2/1; clipping puts
+the global gradient norm (a reduction over shards) into the step; GPT-2 ties
+its input and output embeddings.
+"""
+
+import socket
+import sys
+from pathlib import Path
+
+import magic_core as mc
+import pytest
+import torch
+import torch.multiprocessing as mp
+from magic_core.sharding import InMemoryShards
+from torch.distributed.tensor import Shard
+
+JOBS = [
+    {"model": "neox", "optimizer": "adam", "batch_size": 2, "granularity": "per-token",
+     "max_grad_norm": 0.5},
+    {"model": "gpt2", "optimizer": "adam", "batch_size": 3, "granularity": "per-example"},
+]
+TOL = 1e-10  # relative to the largest score
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def worker():
+    # Spawned children import the worker by name through the parent's sys.path.
+    here = str(Path(__file__).parent)
+    sys.path.insert(0, here)
+    try:
+        import magic_core_fsdp_worker
+
+        yield magic_core_fsdp_worker
+    finally:
+        sys.path.remove(here)
+
+
+@pytest.mark.parametrize("n", [1, 5, 16, 33, 152])
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_shards_are_the_slices_shard0_describes(n, world_size):
+    param = torch.arange(n * 2, dtype=torch.float64).reshape(n, 2)
+    pieces = [InMemoryShards(world_size, r).local("w", param) for r in range(world_size)]
+    for rank, piece in enumerate(pieces):
+        size, offset = Shard.local_shard_size_and_offset(n, world_size, rank)
+        assert piece.shape[0] == size
+        if size:
+            assert torch.equal(piece, param[offset:offset + size])
+    assert torch.equal(torch.cat(pieces), param)
+
+
+def test_fsdp_without_torch_distributed_is_refused(make_neox, tokenizer, small_corpus,
+                                                   hazard_questions):
+    with pytest.raises(mc.ConfigError, match="needs a torch.distributed run"):
+        mc.attribute(
+            make_neox(), tokenizer, small_corpus,
+            mc.MultipleChoiceObjective(hazard_questions, tokenizer),
+            mc.TrainConfig(precision="fp64", max_seq_len=24),
+            mc.AttributionConfig(sharding="fsdp"), progress=False,
+        )
+
+
+def test_unknown_sharding_is_a_config_error():
+    with pytest.raises(mc.ConfigError, match="attribution.sharding"):
+        mc.from_mapping(mc.AttributionConfig, {"sharding": "fdsp"}, "attribution")
+
+
+@pytest.mark.slow
+def test_two_sharded_ranks_score_like_one_process(worker, tmp_path):
+    mp.spawn(worker.run_rank, args=(2, free_port(), str(tmp_path), JOBS), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for job, *sharded in zip(JOBS, *ranks):
+        single = worker.attribute(job)
+        assert bool(single["tied"]) == (job["model"] == "gpt2")
+        for rank, got in enumerate(sharded):
+            for key in ("per_example", "per_token", "losses"):
+                if single[key] is None:
+                    assert got[key] is None
+                    continue
+                err = float((got[key] - single[key]).abs().max() / single[key].abs().max())
+                print(f"{job} rank {rank} {key}: max relative error {err:.2e}")
+                assert err <= TOL, (job, rank, key, err)
+            for key in ("query_before", "query_after"):
+                assert abs(got[key] - single[key]) <= TOL * abs(single[key]), (job, key)
+            assert got["tied"] == single["tied"]
