@@ -8,14 +8,20 @@ from pathlib import Path
 
 import click
 from magic_core import ConfigError
+from magic_core.preemption import Preempted
 from magic_datasets import DatasetError
 from magic_unlearn import UnlearnError
 
+from .exit_codes import EXIT_PREEMPTED
+
 USER_ERRORS = (ConfigError, DatasetError, UnlearnError)
+RESTART_HELP = ("Discard the run directory's checkpoint and start over (by default a preempted "
+                "run resumes from it).")
 
 
 class MagicGroup(click.Group):
-    """Turns user mistakes into one line on stderr and exit code 2, no traceback."""
+    """Turns user mistakes into one line on stderr and exit code 2, no traceback;
+    a preempted run into one line and `EXIT_PREEMPTED`."""
 
     def invoke(self, ctx):
         try:
@@ -23,6 +29,12 @@ class MagicGroup(click.Group):
         except USER_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except Preempted as exc:
+            from magic_core.distributed import launch_from_environment
+
+            if launch_from_environment().is_main:
+                click.echo(str(exc), err=True)
+            ctx.exit(EXIT_PREEMPTED)
 
 
 @click.group(cls=MagicGroup)
@@ -69,12 +81,15 @@ def demo(out_dir: Path, device: str, quiet: bool):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory (default: output.dir of the config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool):
+@click.option("--restart", is_flag=True, help=RESTART_HELP)
+def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool,
+              restart: bool):
     """Attribute a query to every training document (and token) of a fine-tuning run.
 
     CONFIG is a YAML job file with sections model, data, query, train,
     attribution, output (see docs/configuration.md); without it the built-in
-    world's defaults are used.
+    world's defaults are used. SIGTERM/SIGUSR1 stop the run after its current
+    step with a checkpoint (exit code 75); the same command resumes it.
 
     \b
     Examples:
@@ -85,7 +100,7 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
     from .run_attribute import run_attribute
 
     job = load_job(config, overrides)
-    manifest = run_attribute(job, out_dir, progress=not quiet)
+    manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart)
     target = out_dir or Path(job.output.dir)
     from magic_core.distributed import launch_from_environment
 
@@ -137,12 +152,16 @@ def datasets_show(name: str, options: tuple[str, ...], no_sample: bool):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default: output.dir of the config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool):
+@click.option("--restart", is_flag=True, help=RESTART_HELP)
+def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool,
+            restart: bool):
     """Unlearn with one recipe; evaluate accuracy before/after and after relearning.
 
     CONFIG is a YAML file with sections model, forget, retain, scores, recipe,
     optim, eval, relearn, output (see packages/magic-unlearn/README.md). Writes
     OUT/result.json, OUT/table.md, OUT/table.json and OUT/model (save_pretrained).
+    SIGTERM/SIGUSR1 stop it after the current step with a checkpoint (exit
+    code 75); the same command resumes it.
 
     \b
     Examples:
@@ -153,7 +172,7 @@ def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
     from .unlearn_jobs import load_unlearn_job
 
     job = load_unlearn_job(config, overrides)
-    run_unlearn(job, out_dir, progress=not quiet)
+    run_unlearn(job, out_dir, progress=not quiet, restart=restart)
     click.echo((Path(out_dir or job.output.dir) / "table.md").read_text().rstrip())
 
 

@@ -17,11 +17,14 @@ from magic_core.outputs import (
     write_manifest,
     write_scores,
 )
+from magic_core.preemption import handle_signals
 from magic_core.report import write_report
+from magic_core.run_control import RunControl
 from magic_core.typed_config import to_mapping
 
 from .jobs import AttributeJob, QuerySection, QuerySpec
 from .models import load_model_and_tokenizer
+from .resumable import resumable_run
 
 
 def resolve_device(name: str, launch: Launch | None = None) -> torch.device:
@@ -107,24 +110,32 @@ def build_objective(spec: QuerySpec | QuerySection, rows, tokenizer, max_len: in
                                      name=spec.dataset)
 
 
-def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool = True) -> dict:
+def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool = True,
+                  restart: bool = False) -> dict:
     """Run ``job``; write its run directory; return the manifest.
 
     Under torchrun or srun every rank runs this; they share the work of each
-    step and the query, and only rank 0 writes the run directory.
+    step and the query, and only rank 0 writes the run directory. SIGTERM or
+    SIGUSR1 stop it after the current step with a checkpoint (`Preempted`);
+    the same call on the same run directory resumes it (``restart``: start over).
     """
-    joined_here = not dist.is_initialized()
-    launch = init_from_environment()
-    try:
-        return _run(job, out_dir, progress, launch)
-    finally:
-        if joined_here:
-            shutdown()
-
-
-def _run(job: AttributeJob, out_dir: Path | None, progress: bool, launch: Launch) -> dict:
-    t_start = time.perf_counter()
     out_dir = Path(out_dir or job.output.dir)
+    with handle_signals():
+        joined_here = not dist.is_initialized()
+        launch = init_from_environment()
+        try:
+            with resumable_run(out_dir, job, restart=restart, is_main=launch.is_main) as control:
+                manifest = _run(job, out_dir, progress, launch, control)
+                control.finished()
+                return manifest
+        finally:
+            if joined_here:
+                shutdown()
+
+
+def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
+         control: RunControl | None = None) -> dict:
+    t_start = time.perf_counter()
     device = resolve_device(job.device, launch)
     progress = progress and launch.is_main
     # Data mistakes are cheaper to report than a model load (or a base-model build).
@@ -143,8 +154,13 @@ def _run(job: AttributeJob, out_dir: Path | None, progress: bool, launch: Launch
     objective = build_objective(job.query, query_rows, tokenizer, max_len)
     t_setup = time.perf_counter() - t_start
     tokenized, doc_index = _rank_zero_first(launch, lambda: tokenize_corpus(job, corpus, tokenizer))
+    data_prints = {"dataset": md.dataset_fingerprint(corpus),
+                   "tokenizer": md.tokenizer_fingerprint(tokenizer)}
+    if control is not None:
+        control.store.fingerprint.update(data_prints)
     result = mc.attribute(model, tokenizer, tokenized, objective, job.train, job.attribution,
-                          device=device, text_column=job.data.text_column, progress=progress)
+                          device=device, text_column=job.data.text_column, progress=progress,
+                          control=control)
     t_write = time.perf_counter()
     # One table row per token row: with chunking a document's flags repeat per chunk.
     extra = {c: [values[i] for i in doc_index]
@@ -156,8 +172,7 @@ def _run(job: AttributeJob, out_dir: Path | None, progress: bool, launch: Launch
         result,
         config=to_mapping(job),
         fingerprints={
-            "dataset": md.dataset_fingerprint(corpus),
-            "tokenizer": md.tokenizer_fingerprint(tokenizer),
+            **data_prints,
             "documents": len(corpus),
             "token_rows": len(tokenized),
         },

@@ -8,10 +8,12 @@ from pathlib import Path
 import magic_datasets as md
 import magic_unlearn as mu
 from magic_core import ConfigError
+from magic_core.preemption import handle_signals
 from magic_core.typed_config import to_mapping
 
 from .jobs import DataSection
 from .models import load_model_and_tokenizer
+from .resumable import resumable_run
 from .run_attribute import resolve_device
 from .unlearn_jobs import QuestionsSection, UnlearnJob
 
@@ -65,16 +67,23 @@ def prepare(job: UnlearnJob, progress: bool = True) -> Prepared:
 
 
 def run_unlearn(job: UnlearnJob, out_dir: Path | None = None, progress: bool = True,
-                prepared: Prepared | None = None) -> dict:
-    """Run ``job``; write OUT/result.json (+ OUT/model); return the result record."""
+                prepared: Prepared | None = None, restart: bool = False) -> dict:
+    """Run ``job``; write OUT/result.json (+ OUT/model); return the result record.
+
+    SIGTERM or SIGUSR1 stop it after the current unlearning or relearning
+    step with a checkpoint (`Preempted`); the same call resumes it
+    (``restart``: start over).
+    """
     mu.get_recipe(job.recipe.name)  # an unknown recipe fails before any loading
-    prepared = prepared or prepare(job, progress)
     out_dir = Path(out_dir or job.output.dir)
-    result = mu.run_recipe(
-        prepared.model, prepared.tokenizer, prepared.data, prepared.sets, job.recipe.name,
-        job.recipe.options, job.optim.resolve(), job.relearn, out_dir=out_dir,
-        before=prepared.before, save_model=job.output.save_model,
-        extra={"config": to_mapping(job)},
-    )
-    mu.write_table(out_dir, [mu.flat_row(result)], prepared.before)
+    with handle_signals(), resumable_run(out_dir, job, restart=restart) as control:
+        prepared = prepared or prepare(job, progress)
+        result = mu.run_recipe(
+            prepared.model, prepared.tokenizer, prepared.data, prepared.sets, job.recipe.name,
+            job.recipe.options, job.optim.resolve(), job.relearn, out_dir=out_dir,
+            before=prepared.before, save_model=job.output.save_model,
+            extra={"config": to_mapping(job)}, control=control,
+        )
+        mu.write_table(out_dir, [mu.flat_row(result)], prepared.before)
+        control.finished()
     return result

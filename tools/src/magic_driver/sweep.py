@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import magic_unlearn as mu
 from magic_core import ConfigError
 from magic_core.atomic import write_json
+from magic_core.preemption import handle_signals
+from magic_core.typed_config import to_mapping
 
 from .jobs import read_mapping
+from .resumable import CHECKPOINTS
 from .run_unlearn import prepare, run_unlearn, shared_key
 from .unlearn_jobs import build_job
 
@@ -34,22 +38,39 @@ def grid(params: tuple[str, ...]) -> list[tuple[str, ...]]:
     return list(itertools.product(*axes))
 
 
+def finished_result(point_dir: Path, job) -> dict | None:
+    """The result of a point already run with this config (a rerun of a preempted sweep)."""
+    path = point_dir / "result.json"
+    if not path.is_file() or (point_dir / CHECKPOINTS).exists():
+        return None
+    result = json.loads(path.read_text())
+    same = result.get("config") == json.loads(json.dumps(to_mapping(job)))
+    return result if same else None
+
+
 def run_sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ...] = (),
               out_dir: Path | None = None, progress: bool = True) -> Path:
-    """Run every point of the grid; returns the directory holding table.md/table.json."""
+    """Run every point of the grid; returns the directory holding table.md/table.json.
+
+    A preempted sweep, rerun, keeps the points it finished and resumes the
+    one it was in from its checkpoint.
+    """
     if not params:
         raise ConfigError("magic sweep needs at least one --param KEY=V1,V2,...")
     base = read_mapping(config)
     points = [(p, build_job(base, overrides + p)) for p in grid(params)]  # all validated first
     out_dir = Path(out_dir or build_job(base, overrides).output.dir)
     rows, cache = [], {}
-    for i, (assignments, job) in enumerate(points):
-        key = shared_key(job)
-        if key not in cache:
-            cache = {key: prepare(job, progress)}  # keep one loaded model at a time
-        result = run_unlearn(job, out_dir / f"{i:03d}", progress, cache[key])
-        rows.append({**mu.flat_row(result), "point": list(assignments), "dir": f"{i:03d}"})
-        mu.write_table(out_dir, rows, cache[key].before)  # partial tables survive interruption
+    with handle_signals():  # also between points: a request waits for the next step
+        for i, (assignments, job) in enumerate(points):
+            key = shared_key(job)
+            if key not in cache:
+                cache = {key: prepare(job, progress)}  # keep one loaded model at a time
+            result = finished_result(out_dir / f"{i:03d}", job)
+            if result is None:
+                result = run_unlearn(job, out_dir / f"{i:03d}", progress, cache[key])
+            rows.append({**mu.flat_row(result), "point": list(assignments), "dir": f"{i:03d}"})
+            mu.write_table(out_dir, rows, cache[key].before)  # partial tables survive interruption
     write_json(out_dir / "sweep.json", {"params": list(params), "overrides": list(overrides),
                                         "points": len(rows)})
     return out_dir

@@ -23,6 +23,7 @@ import torch.distributed as dist
 SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
 
 _requested: str | None = None
+_depth = 0  # nesting of handle_signals: only the outermost installs, restores and clears
 
 
 class Preempted(Exception):
@@ -61,17 +62,28 @@ def _on_signal(signum, frame) -> None:
 def handle_signals() -> Iterator[None]:
     """SIGTERM and SIGUSR1 request a stop while inside; the previous handlers come back after.
 
-    Outside the main thread Python cannot install handlers, so there this is
-    a no-op (a stop can still be requested with `request_stop`).
+    Nested uses (a sweep around its runs) keep the outer one's handlers and
+    any request already made. Outside the main thread Python cannot install
+    handlers, so there this is a no-op (`request_stop` still works).
     """
+    global _depth
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    if _depth:
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+        return
     previous = {s: signal.signal(s, _on_signal) for s in SIGNALS}
     clear()
+    _depth += 1
     try:
         yield
     finally:
+        _depth -= 1
         for s, handler in previous.items():
             signal.signal(s, handler)
         clear()  # a request that came after the last step has nothing left to stop
