@@ -1,15 +1,23 @@
 """Attribution cost against plain training, and magic-core against bergson driven directly.
 
-One run measures the same work three ways, each in a fresh subprocess (so
+One run measures the same work several ways, each in a fresh subprocess (so
 peak memory is per workload): a plain PyTorch training run (torch.optim, no
 checkpoints), bergson's MAGIC driven directly the way the seed scripts did
-(Trainer.train with checkpoints written to disk, then Trainer.backward), and
-`magic_core.attribute`. Ratios are what to compare across machines; seconds
-are this machine's.
+(Trainer.train with checkpoints written to disk, then Trainer.backward),
+`magic_core.attribute` with its defaults (every state kept in memory when it
+fits), and magic-core with no checkpoint memory (every state spilled to
+disk: the memory-bounded configuration). Ratios are what to compare across
+machines; seconds are this machine's.
+
+Memory is the peak of the phase: on CUDA, GPU memory allocated; on CPU,
+resident memory sampled every 5 ms, also shown above the process's resident
+memory just before training (imports and the model), which is what the
+training itself adds.
 
     python benchmarks/attribution.py                 # small CPU config (~1 min)
     python benchmarks/attribution.py --preset cpu    # 4 layers, d=256, seq 128, 64 steps
-    python benchmarks/attribution.py --json out.json
+    python benchmarks/attribution.py --preset gpu --device cuda
+    python benchmarks/attribution.py --scaling --preset cpu-small   # steps x schedule, PNG + JSON
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import tempfile
 import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
 
 PRESETS = {
     "cpu-small": dict(layers=2, hidden=128, heads=4, seq=64, steps=32, batch=4, vocab=512),
@@ -63,6 +73,7 @@ def plain_training(cfg, device):
     model.eval()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     rows = torch.tensor(_rows(cfg), device=device)
+    _MEMORY.start("train")
     t0 = time.perf_counter()
     for step in range(cfg["steps"]):
         x = rows[step * cfg["batch"] : (step + 1) * cfg["batch"]]
@@ -73,7 +84,9 @@ def plain_training(cfg, device):
         opt.step()
     if device == "cuda":
         torch.cuda.synchronize()
-    return {"train": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    _MEMORY.stop("train")
+    return {"train": seconds}
 
 
 def bergson_direct(cfg, device):
@@ -96,6 +109,7 @@ def bergson_direct(cfg, device):
     trainer, state = Trainer.initialize(model, torchopt.adam(1e-4, eps_root=1e-30))
     query = torch.tensor(_query_rows(cfg), device=device)
     with tempfile.TemporaryDirectory() as ckpt_dir:
+        _MEMORY.start("all")
         t0 = time.perf_counter()
         state = trainer.train(state, stream, save_dir=ckpt_dir, save_mode="sqrt")
         t1 = time.perf_counter()
@@ -108,72 +122,172 @@ def bergson_direct(cfg, device):
         trainer.backward(ckpt_dir, stream, BackwardState(param_grads, opt_grads,
                          torch.zeros_like(stream.weights)), state, cleanup=True, save_mode="sqrt")
         t3 = time.perf_counter()
+        _MEMORY.stop("all")
     return {"train": t1 - t0, "query": t2 - t1, "backward": t3 - t2}
 
 
-def magic_core_run(cfg, device):
+def magic_core_run(cfg, device, checkpoints="auto", device_memory="auto"):
     import magic_core as mc
 
     rows = _rows(cfg)
     corpus = mc.TokenizedCorpus(rows, [str(i) for i in range(len(rows))], [""] * len(rows),
                                 truncated=0, max_seq_len=cfg["seq"])
-    result = mc.attribute(
-        _model(cfg), None, corpus, mc.LanguageModelObjective.from_token_ids(_query_rows(cfg)),
-        mc.TrainConfig(optimizer="adam", lr=1e-4, batch_size=cfg["batch"], shuffle=False,
-                       precision="fp32", max_seq_len=cfg["seq"]),
-        mc.AttributionConfig(checkpoints="sqrt", granularity="per-token"),
-        device=device, progress=False,
-    )
-    return {k: v for k, v in result.timings.items() if k != "replay"}
+    with tempfile.TemporaryDirectory() as spill_dir:
+        result = mc.attribute(
+            _model(cfg), None, corpus, mc.LanguageModelObjective.from_token_ids(_query_rows(cfg)),
+            mc.TrainConfig(optimizer="adam", lr=1e-4, batch_size=cfg["batch"], shuffle=False,
+                           precision="fp32", max_seq_len=cfg["seq"]),
+            mc.AttributionConfig(checkpoints=checkpoints, granularity="per-token",
+                                 device_memory=device_memory, spill_dir=spill_dir),
+            device=device, progress=False,
+        )
+    _MEMORY.peaks.update(result.peak_memory)
+    out = {k: v for k, v in result.timings.items() if k != "replay"}
+    out["schedule"] = result.schedule
+    out["kept_states"] = result.kept_states["placed"]
+    out["replayed_steps"] = result.replayed_steps
+    return out
 
 
-def _child(name, cfg, device, queue):
+WORKLOADS = {
+    "plain": plain_training,
+    "bergson": bergson_direct,
+    "magic_core": magic_core_run,
+    # Memory-bounded: no kept state in memory, every one written to disk.
+    "magic_core_disk": lambda cfg, device: magic_core_run(cfg, device, device_memory="0"),
+    # sqrt(n) kept states: replays each segment once in the backward.
+    "magic_core_sqrt": lambda cfg, device: magic_core_run(cfg, device, checkpoints="sqrt"),
+    # Every state kept where training runs (on a GPU: GPU memory), the speed floor.
+    "magic_core_device": lambda cfg, device: magic_core_run(cfg, device, device_memory="1TiB"),
+}
+_MEMORY = None  # the child's PhasePeaks
+
+
+def _child(name, cfg, device, queue, kwargs):
+    global _MEMORY
     import torch
+    from magic_core.memory import PhasePeaks, resident_bytes
 
-    torch.set_num_threads(torch.get_num_threads())
-    out = {"plain": plain_training, "bergson": bergson_direct, "magic_core": magic_core_run}[name](cfg, device)
-    out["total"] = sum(out.values())
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    if device == "cuda":
-        out["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    _MEMORY = PhasePeaks(device)
+    baseline = resident_bytes()
+    fn = WORKLOADS[name] if not kwargs else magic_core_run
+    out = fn(cfg, device, **kwargs)
+    _MEMORY.close()
+    out["total"] = sum(v for k, v in out.items() if k in ("train", "query", "backward"))
+    out["peak_gib"] = {k: v / 2**30 for k, v in _MEMORY.peaks.items()}
+    if device != "cuda":
+        out["baseline_gib"] = baseline / 2**30
+    out["threads"] = torch.get_num_threads()
     queue.put(out)
 
 
-def measure(name, cfg, device):
+def measure(name, cfg, device, **kwargs):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(name, cfg, device, queue))
+    proc = ctx.Process(target=_child, args=(name, cfg, device, queue, kwargs))
     proc.start()
     out = queue.get()
     proc.join()
     return out
 
 
+def _peak(r, phase):
+    return max(r["peak_gib"].values()) if phase == "any" else r["peak_gib"].get(phase, 0.0)
+
+
+def compare(preset, device, names):
+    cfg = PRESETS[preset]
+    results = {name: measure(name, cfg, device) for name in names}
+    plain = results["plain"]
+    train_peak = _peak(plain, "train")
+    base = plain.get("baseline_gib", 0.0)
+    unit = "GPU GiB" if device == "cuda" else "RSS GiB"
+    print(f"preset {preset} on {device}: {cfg}")
+    print(f"{'workload':<16} {'train s':>8} {'query s':>8} {'backward s':>10} {'total s':>8} "
+          f"{'x plain':>8} {'peak ' + unit:>13} {'x train peak':>13}")
+    ratios = {}
+    for name, r in results.items():
+        peak = _peak(r, "backward" if "backward" in r["peak_gib"] else "any")
+        mem_ratio = peak / train_peak
+        above = ((peak - base) / (train_peak - base)) if device != "cuda" else None
+        ratios[name] = {"time_over_plain": r["total"] / plain["total"],
+                        "backward_peak_over_train_peak": mem_ratio,
+                        "backward_peak_over_train_peak_above_baseline": above}
+        extra = f"  ({above:.2f}x above baseline)" if above is not None else ""
+        print(f"{name:<16} {r['train']:>8.2f} {r.get('query', 0):>8.2f} {r.get('backward', 0):>10.2f} "
+              f"{r['total']:>8.2f} {r['total'] / plain['total']:>8.2f} {peak:>13.2f} {mem_ratio:>13.2f}{extra}")
+    return {"preset": preset, "config": cfg, "device": device, "results": results, "ratios": ratios}
+
+
+def scaling(preset, device, steps_list=(16, 64, 256), schedules=("all", "sqrt", "log")):
+    """Total time and backward peak memory of magic-core against steps, per schedule."""
+    rows = []
+    for steps in steps_list:
+        cfg = dict(PRESETS[preset], steps=steps)
+        plain = measure("plain", cfg, device)
+        for schedule in schedules:
+            r = measure("magic_core", cfg, device, checkpoints=schedule)
+            rows.append({"steps": steps, "schedule": schedule, "plain_s": plain["total"],
+                         "total_s": r["total"], "x_plain": r["total"] / plain["total"],
+                         "replayed_steps": r["replayed_steps"],
+                         "backward_peak_gib": _peak(r, "backward"),
+                         "train_peak_gib": _peak(plain, "train"),
+                         "baseline_gib": plain.get("baseline_gib", 0.0)})
+            print(f"steps {steps:>4}  {schedule:<5} total {r['total']:7.2f} s  "
+                  f"{rows[-1]['x_plain']:5.2f}x plain  replayed {r['replayed_steps']:>5}  "
+                  f"backward peak {rows[-1]['backward_peak_gib']:.2f} GiB "
+                  f"(plain training {rows[-1]['train_peak_gib']:.2f})", flush=True)
+    return {"preset": preset, "device": device, "rows": rows}
+
+
+def plot_scaling(data, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    for schedule in sorted({r["schedule"] for r in data["rows"]}):
+        rows = [r for r in data["rows"] if r["schedule"] == schedule]
+        steps = [r["steps"] for r in rows]
+        ax_t.plot(steps, [r["total_s"] for r in rows], marker="o", label=f"magic-core {schedule}")
+        ax_m.plot(steps, [r["backward_peak_gib"] for r in rows], marker="o", label=f"backward, {schedule}")
+    plain = sorted({(r["steps"], r["plain_s"], r["train_peak_gib"]) for r in data["rows"]})
+    ax_t.plot([p[0] for p in plain], [p[1] for p in plain], "k--", marker="s", label="plain training")
+    ax_m.plot([p[0] for p in plain], [p[2] for p in plain], "k--", marker="s", label="plain training")
+    for ax, label in ((ax_t, "seconds"), (ax_m, "peak memory, GiB")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("training steps")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=8)
+    ax_t.set_yscale("log")
+    fig.suptitle(f"Attribution cost against steps ({data['preset']}, {data['device']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--only", default="bergson,magic_core,magic_core_disk",
+                        help="comma-separated workloads (plain is always run)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="steps 16/64/256 x schedules all/sqrt/log instead; writes a PNG too")
+    parser.add_argument("--json", default=None, help="where to write the results (default: "
+                        "benchmarks/results/attribution-PRESET[-scaling].json)")
     args = parser.parse_args()
-    cfg = PRESETS[args.preset]
-    results = {name: measure(name, cfg, args.device) for name in ("plain", "bergson", "magic_core")}
-    plain = results["plain"]["total"]
-    print(f"preset {args.preset} on {args.device}: {cfg}")
-    print(f"{'workload':<12} {'train s':>9} {'query s':>9} {'backward s':>11} {'total s':>9} "
-          f"{'x plain':>8} {'peak RSS GiB':>13}")
-    for name, r in results.items():
-        print(f"{name:<12} {r['train']:>9.2f} {r.get('query', 0):>9.2f} {r.get('backward', 0):>11.2f} "
-              f"{r['total']:>9.2f} {r['total'] / plain:>8.2f} {r['peak_rss_gib']:>13.2f}")
-    ratios = {
-        "bergson_over_plain": results["bergson"]["total"] / plain,
-        "magic_core_over_plain": results["magic_core"]["total"] / plain,
-        "magic_core_over_bergson": results["magic_core"]["total"] / results["bergson"]["total"],
-    }
-    print("ratios:", json.dumps({k: round(v, 2) for k, v in ratios.items()}))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"preset": args.preset, "config": cfg, "device": args.device,
-                       "results": results, "ratios": ratios}, f, indent=2)
+    suffix = "-scaling" if args.scaling else ""
+    target = Path(args.json or RESULTS / f"attribution-{args.preset}{suffix}.json")
+    if args.scaling:
+        data = scaling(args.preset, args.device)
+        plot_scaling(data, target.with_suffix(".png"))
+    else:
+        names = ["plain"] + [n for n in args.only.split(",") if n and n != "plain"]
+        data = compare(args.preset, args.device, names)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

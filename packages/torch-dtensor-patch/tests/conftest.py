@@ -8,6 +8,8 @@ suite runs three ways (see scripts/torch_matrix.py):
   TORCH_DTENSOR_PATCH_TEST_VIA_HOOK=1   ranks rely on the installed .pth hook
   (default)                             ranks call apply() themselves
 TORCH_DTENSOR_PATCH_TEST_DEVICE=cuda runs the ranks on GPUs with NCCL.
+TORCH_DTENSOR_PATCH_TEST_WORLD=N sets the number of ranks (default 2; NCCL
+needs one GPU per rank, so a one-GPU machine can only run N=1).
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ def device() -> str:
     return os.environ.get("TORCH_DTENSOR_PATCH_TEST_DEVICE", "cpu")
 
 
+def world_size() -> int:
+    return int(os.environ.get("TORCH_DTENSOR_PATCH_TEST_WORLD", "2"))
+
+
 def child_env(**extra) -> dict:
     env = dict(os.environ)
     package_root = str(Path(torch_dtensor_patch.__file__).resolve().parent.parent)
@@ -71,7 +77,8 @@ def _target(name):
 def _run_batch():
     items = [[key, _target(t), kw] for key, (t, kw) in SCENARIOS.items()]
     out = _spawn.launch(
-        _target("batch"), device=device(), patch=patch_mode(), kwargs={"items": items}, timeout=900
+        _target("batch"), world_size=world_size(), device=device(), patch=patch_mode(),
+        kwargs={"items": items}, timeout=900,
     )
     return out
 
@@ -86,8 +93,9 @@ def batch_results(tmp_path_factory, request):
     if device() == "cuda":
         import torch
 
-        if torch.cuda.device_count() < 2:
-            pytest.skip("TORCH_DTENSOR_PATCH_TEST_DEVICE=cuda needs 2 GPUs")
+        if torch.cuda.device_count() < world_size():
+            pytest.skip(f"TORCH_DTENSOR_PATCH_TEST_DEVICE=cuda with {world_size()} ranks needs "
+                        f"{world_size()} GPUs (set TORCH_DTENSOR_PATCH_TEST_WORLD=1 on one GPU)")
     if not hasattr(request.config, "workerinput"):  # not under xdist
         return _run_batch()
     shared = tmp_path_factory.getbasetemp().parent / "tdp-batch.json"

@@ -18,7 +18,7 @@ from .optim import build_optimizer
 from .phases import fingerprint, run_phases
 from .precision import resolve_precision
 from .run_control import RunControl
-from .sharding import shard_model
+from .sharding import check_can_shard, shard_model
 
 
 @dataclass
@@ -35,6 +35,9 @@ class AttributionResult:
     query_after: float
     tied_parameters: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
+    schedule: str = ""  # the checkpoint schedule used ("auto" resolved)
+    kept_states: dict = field(default_factory=dict)  # how many states each tier held
+    peak_memory: dict = field(default_factory=dict)  # bytes per phase (GPU allocated, or resident)
 
 
 def _query_value(objective: QueryObjective, model: nn.Module, state) -> float:
@@ -70,11 +73,13 @@ def attribute(
     dtype = resolve_precision(train.precision)
     device = torch.device(device)
     sharded = attribution.sharding == "fsdp"
-    if sharded and control is not None:
-        raise ConfigError(
-            "attribution.sharding 'fsdp' cannot save phase checkpoints yet (they hold whole "
-            "tensors, not shards); run it without a checkpoint store"
-        )
+    if sharded:
+        check_can_shard(model, device)
+        if control is not None:
+            raise ConfigError(
+                "attribution.sharding 'fsdp' cannot save phase checkpoints yet (they hold "
+                "whole tensors, not shards); run it without a checkpoint store"
+            )
     # Sharded, only the shards ever reach the device (see `shard_model`).
     model.to(device=None if sharded else device, dtype=dtype)
     model.eval()  # dropout off: replayed steps must equal the original ones
@@ -95,7 +100,8 @@ def attribute(
     run = MagicEngine(
         model, stream, build_optimizer(train, len(stream)),
         checkpoints=attribution.checkpoints, max_grad_norm=train.max_grad_norm,
-        show_progress=progress,
+        show_progress=progress, device_budget=attribution.budget("device_memory"),
+        host_budget=attribution.budget("host_memory"), spill_dir=attribution.spill_dir,
     )
     query_before = _query_value(objective, model, run.initial_state)
     if control is not None:
@@ -113,4 +119,7 @@ def attribute(
         query_after=run.query_value,
         tied_parameters=tied,
         timings=dict(run.timings.seconds),
+        schedule=run.checkpoints,
+        kept_states=run.kept.summary(),
+        peak_memory=dict(run.memory.peaks),
     )

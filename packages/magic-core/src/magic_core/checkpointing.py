@@ -2,6 +2,8 @@
 
 A state is "before step i". Schedules trade memory for recomputation:
 
+* ``auto``: ``all`` when every state fits the checkpoint store's budgets
+  (memory, then the spill directory's free disk), else ``sqrt``.
 * ``all``: keep every state; the backward never replays.
 * ``sqrt``: keep every ceil(sqrt(n))-th state; the backward replays each
   segment once, keeping its states (about 2 sqrt(n) states, n extra steps).
@@ -12,6 +14,8 @@ A state is "before step i". Schedules trade memory for recomputation:
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 
 
 def forward_checkpoints(n_steps: int, mode: str) -> list[int]:
@@ -34,3 +38,18 @@ def replay_keep(start: int, target: int, mode: str) -> int:
     if mode == "log":
         return start + max(1, (target - start) // 2)
     return start + 1
+
+
+def resolve_schedule(mode: str, n_steps: int, state_size: int, budgets: dict[str, int],
+                     spill_dir: str | None) -> str:
+    """The concrete schedule for ``mode`` (``auto`` becomes ``all`` or ``sqrt``)."""
+    if mode != "auto":
+        forward_checkpoints(n_steps, mode)  # rejects unknown names
+        return mode
+    room = sum(budgets.values())
+    try:
+        # Leave a tenth of the disk to everything else.
+        room += int(shutil.disk_usage(spill_dir or tempfile.gettempdir()).free * 0.9)
+    except OSError:
+        pass
+    return "all" if n_steps * state_size <= room else "sqrt"

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import ConfigError
+from .memory import parse_bytes
 from .precision import resolve_precision
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 LRSchedule = Literal["constant", "linear", "cosine"]
-CheckpointSchedule = Literal["all", "sqrt", "log"]
+CheckpointSchedule = Literal["auto", "all", "sqrt", "log"]
 Granularity = Literal["per-example", "per-token"]
 Sharding = Literal["none", "fsdp"]
 
@@ -64,10 +65,32 @@ class TrainConfig:
 class AttributionConfig:
     """How the backward pass through training is organised."""
 
-    checkpoints: CheckpointSchedule = "sqrt"
+    # Which training states the backward keeps (see `checkpointing`); ``auto``
+    # keeps every state when the store below has room for them all.
+    checkpoints: CheckpointSchedule = "auto"
     granularity: Granularity = "per-token"
     # fsdp: under torch.distributed, shard parameters and optimizer states over
     # the ranks (bergson's simple_fsdp; see `sharding`). none: every rank holds
     # the whole model (data parallel when there are several ranks).
     sharding: Sharding = "none"
+    # Where kept states live (see `checkpoint_store`): up to ``device_memory``
+    # bytes where training runs, then (GPU runs) ``host_memory`` bytes of host
+    # memory, then files in ``spill_dir`` (default: the system temp dir).
+    # "auto": none of a GPU's memory, half of the host's available memory.
+    device_memory: str = "auto"
+    host_memory: str = "auto"
+    spill_dir: str | None = None
+
+    def __post_init__(self):
+        for name in ("device_memory", "host_memory"):
+            if getattr(self, name) != "auto":
+                try:
+                    parse_bytes(getattr(self, name), f"attribution.{name}")
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+
+    def budget(self, name: str) -> int | None:
+        """Bytes for ``device_memory``/``host_memory``; None for auto."""
+        value = getattr(self, name)
+        return None if value == "auto" else parse_bytes(value, f"attribution.{name}")
 

@@ -20,9 +20,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._bergson import engine
-from .checkpointing import forward_checkpoints, replay_keep
+from .checkpoint_store import CheckpointStore, default_budgets, state_bytes
+from .checkpointing import forward_checkpoints, replay_keep, resolve_schedule
 from .data_parallel import trainer_class
 from .errors import ConfigError
+from .memory import PhasePeaks
 from .sharding import is_sharded, sharded_trainer_class
 
 
@@ -100,18 +102,29 @@ class MagicEngine:
     # a resumed loop needs (see `phases`). It may raise to stop the run.
     on_step = None
 
-    def __init__(self, model: nn.Module, stream, optimizer, *, checkpoints: str = "sqrt",
-                 max_grad_norm: float | None = None, show_progress: bool = True):
+    def __init__(self, model: nn.Module, stream, optimizer, *, checkpoints: str = "auto",
+                 max_grad_norm: float | None = None, show_progress: bool = True,
+                 device_budget: int | None = None, host_budget: int | None = None,
+                 spill_dir: str | None = None):
         self.model = model
         self.stream = stream
-        self.checkpoints = checkpoints
         self.max_grad_norm = max_grad_norm
         self.progress = show_progress and _is_main()
         self.fsdp = is_sharded(model)  # see `sharding`
         trainer = sharded_trainer_class() if self.fsdp else trainer_class()
         self.trainer, self.initial_state = trainer.initialize(model, optimizer)
         self.n_steps = len(stream)
-        self.kept: dict[int, object] = {}
+        device = stream.weights.device
+        auto_device, auto_host = default_budgets(device)
+        self.kept = CheckpointStore(
+            device, self.initial_state, spill_dir=spill_dir,
+            device_budget=auto_device if device_budget is None else device_budget,
+            host_budget=auto_host if host_budget is None else host_budget,
+        )
+        self.memory = PhasePeaks(device)
+        self.checkpoints = resolve_schedule(
+            checkpoints, self.n_steps, state_bytes(self.initial_state), self.kept.budgets, spill_dir,
+        )
         self.final_state = None
         self.losses: list[float] = []
         self.timings = Timings()
@@ -129,18 +142,19 @@ class MagicEngine:
         A resumed run passes ``state``, the state before step ``start``.
         """
         t0 = time.perf_counter()
+        self.memory.start("train")
         keep = set(forward_checkpoints(self.n_steps, self.checkpoints))
         state = (self.initial_state if state is None else state).detach_()
         for i in tqdm(range(start, self.n_steps), desc="Training", disable=not self.progress,
                       initial=start, total=self.n_steps):
             if i in keep:
-                # Steps are out of place, so a kept state is never modified later.
-                self.kept[i] = state
+                self.kept.keep(i, state)
             state = self._step(state, i)
             self.losses.append(float(self.trainer._last_loss))
             if self.on_step is not None:
                 self.on_step("train", i + 1, lambda state=state: {"state": state})
         self.final_state = state
+        self.memory.stop("train")
         self.timings.add("train", t0)
         return state
 
@@ -173,8 +187,12 @@ class MagicEngine:
     def _state_before(self, target: int, stack: list):
         """The state before step ``target``, replayed from the nearest kept state."""
         start, state = stack[-1]
+        state = self.kept.materialize(state)
         if start == target:
             stack.pop()
+            if stack:
+                # The next state the backward needs: read it while this step runs.
+                self.kept.prefetch(stack[-1][1])
             return state
         t0 = time.perf_counter()
         next_keep = replay_keep(start, target, self.checkpoints)
@@ -198,6 +216,7 @@ class MagicEngine:
         passes ``resume`` instead: the loop state ``on_step`` was given.
         """
         t0 = time.perf_counter()
+        self.memory.start("backward")
         _, world_size = _world()
         weights = self.stream.weights
         if resume is None:
@@ -211,7 +230,7 @@ class MagicEngine:
         else:
             param_cot, opt_cot = resume["param_cot"], resume["opt_cot"]
             weight_grads, stack, first = resume["weight_grads"], resume["stack"], resume["target"]
-        self.kept = {}
+        self.kept.clear()  # the stack holds the entries now; each is dropped once used
         for target in tqdm(range(first, -1, -1), desc="Backward", disable=not self.progress,
                            initial=self.n_steps - 1 - first, total=self.n_steps):
             state = self._state_before(target, stack)
@@ -234,6 +253,9 @@ class MagicEngine:
                         "weight_grads": weight_grads, "stack": stack}
                 self.on_step("backward", self.n_steps - target, lambda loop=loop: loop)
         weights.requires_grad_(False)
+        self.kept.close()
+        self.memory.stop("backward")
+        self.memory.close()
         if world_size > 1:
             # Each rank holds its share: the weight gradients of its own rows.
             dist.all_reduce(weight_grads)

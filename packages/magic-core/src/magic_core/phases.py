@@ -57,6 +57,11 @@ def _state_groups(prefix: str, states) -> dict[str, dict[str, torch.Tensor]]:
     return {f"{prefix}-{i:06d}": state_tensors(s) for i, s in states}
 
 
+def _materialized(run, entries):
+    """Kept states may sit in host memory or on disk (see `checkpoint_store`)."""
+    return [(i, run.kept.materialize(s)) for i, s in entries]
+
+
 def _states_from(checkpoint: Checkpoint, prefix: str, indices, template) -> list:
     return [(i, state_from_tensors(checkpoint.shared[f"{prefix}-{i:06d}"], template)) for i in indices]
 
@@ -69,14 +74,14 @@ def _common(run, **meta) -> tuple[dict, dict]:
 
 def _train_snapshot(run, loop: dict) -> Snapshot:
     groups, meta = _common(run, kept=sorted(run.kept))
-    groups.update(_state_groups("kept", run.kept.items()))
+    groups.update(_state_groups("kept", _materialized(run, run.kept.items())))
     groups["state"] = state_tensors(loop["state"])
     return Snapshot(groups, meta=meta)
 
 
 def _query_snapshot(run, grads: dict[str, torch.Tensor]) -> Snapshot:
     groups, meta = _common(run, kept=sorted(run.kept), query_value=run.query_value)
-    groups.update(_state_groups("kept", run.kept.items()))
+    groups.update(_state_groups("kept", _materialized(run, run.kept.items())))
     groups["final"] = state_tensors(run.final_state)
     groups["query"] = grads
     return Snapshot(groups, meta=meta)
@@ -86,7 +91,7 @@ def _backward_snapshot(run, loop: dict) -> Snapshot:
     stack = loop["stack"]
     groups, meta = _common(run, target=loop["target"], stack=[i for i, _ in stack],
                            query_value=run.query_value)
-    groups.update(_state_groups("stack", stack))
+    groups.update(_state_groups("stack", _materialized(run, stack)))
     per_rank = {f"cot.param.{i}": t for i, t in enumerate(loop["param_cot"])}
     per_rank.update({f"cot.opt.{i}": t for i, t in enumerate(loop["opt_cot"])})
     per_rank["weight_grads"] = loop["weight_grads"]
@@ -140,12 +145,12 @@ def run_phases(run, objective, control: RunControl | None, device) -> torch.Tens
         if checkpoint is not None:
             start = checkpoint.step
             state = state_from_tensors(checkpoint.shared["state"], template)
-            run.kept = dict(_states_from(checkpoint, "kept", checkpoint.meta["kept"], template))
+            run.kept.update(_states_from(checkpoint, "kept", checkpoint.meta["kept"], template))
         control.begin("train", run.n_steps, start)
         run.train(start, state)
     if phase in ("train", "query"):
         if phase == "query":
-            run.kept = dict(_states_from(checkpoint, "kept", checkpoint.meta["kept"], template))
+            run.kept.update(_states_from(checkpoint, "kept", checkpoint.meta["kept"], template))
             run.final_state = state_from_tensors(checkpoint.shared["final"], template)
             grads = checkpoint.shared["query"]
         else:

@@ -1,0 +1,175 @@
+"""Where the training states kept for the backward live: memory first, then disk.
+
+The backward needs the state before every step it differentiates. Keeping
+every state makes replays unnecessary (the cheapest schedule) but costs one
+model-plus-optimizer state per step, so the store places each kept state in
+the first tier with room:
+
+1. **device**: the tensors stay where training made them (for a CPU run,
+   host memory). Free: steps are out of place, so a kept state is never
+   modified later.
+2. **host** (CUDA runs only): copied to host memory by a background thread
+   on a side stream, so the copy overlaps the next steps.
+3. **disk**: written as one safetensors file per state by a background
+   thread, and read back ahead of time during the backward (`prefetch`).
+
+A state in a slower tier is an `Offloaded` entry; `materialize` turns an
+entry back into a state on the run's device, waiting for its copy or read.
+The budgets are bytes; ``None`` means "what the machine has" (see
+`default_budgets`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .memory import available_host_memory
+
+
+def state_bytes(state) -> int:
+    return sum(t.numel() * t.element_size() for t in state.differentiable_tensors())
+
+
+def default_budgets(device: torch.device) -> tuple[int, int]:
+    """(device bytes, host bytes) for kept states when the config says ``auto``.
+
+    A GPU's memory is left to the backward's own working set (the states go
+    to host memory instead); host memory may take half of what is available.
+    """
+    host = available_host_memory() // 2
+    if device.type == "cuda":
+        return 0, host
+    return host, 0
+
+
+class Offloaded:
+    """A kept state that lives off the device (host memory or a file) until used."""
+
+    def __init__(self, future: Future, tier: str, nbytes: int):
+        self._future = future  # -> (tensors dict on host, or a Path)
+        self.tier = tier
+        self.nbytes = nbytes
+        self._loaded: Future | None = None
+
+
+class CheckpointStore(dict):
+    """``{step: state or Offloaded}``, filled by `keep` within the budgets."""
+
+    def __init__(self, device: torch.device, template, *, device_budget: int, host_budget: int,
+                 spill_dir: str | os.PathLike | None = None):
+        super().__init__()
+        self.device = torch.device(device)
+        self.template = template  # the run's initial state: structure, buffers
+        self.budgets = {"device": device_budget, "host": host_budget if self.device.type == "cuda" else 0}
+        self.used = {"device": 0, "host": 0, "disk": 0}
+        self.placed = {"device": 0, "host": 0, "disk": 0}
+        self._spill_root = spill_dir
+        self._spill_dir: Path | None = None
+        # One worker keeps writes in order and bounds the memory of queued copies.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="magic-ckpt")
+        self._side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._pending = threading.BoundedSemaphore(2)
+
+    # -- placing ---------------------------------------------------------------
+    def keep(self, step: int, state) -> None:
+        size = state_bytes(state)
+        for tier in ("device", "host"):
+            if self.used[tier] + size <= self.budgets[tier]:
+                self.used[tier] += size
+                self.placed[tier] += 1
+                self[step] = state if tier == "device" else self._offload(state, "host", size)
+                return
+        self.used["disk"] += size
+        self.placed["disk"] += 1
+        self[step] = self._offload(state, "disk", size)
+
+    def _offload(self, state, tier: str, size: int) -> Offloaded:
+        from .phases import state_tensors
+
+        tensors = state_tensors(state)
+        ready = None
+        if self._side is not None:
+            ready = torch.cuda.Event()
+            ready.record()
+        # Waiting here (at most two copies in flight) keeps a slow disk from
+        # holding an unbounded number of states in memory.
+        self._pending.acquire()
+        target = self._path(state) if tier == "disk" else None
+
+        def copy():
+            try:
+                host = self._to_host(tensors, ready)
+                if target is None:
+                    return host
+                save_file(host, target)
+                return target
+            finally:
+                self._pending.release()
+
+        return Offloaded(self._worker.submit(copy), tier, size)
+
+    def _to_host(self, tensors: dict[str, torch.Tensor], ready) -> dict[str, torch.Tensor]:
+        if self._side is None:
+            return {k: t.contiguous() for k, t in tensors.items()}
+        with torch.cuda.stream(self._side):
+            self._side.wait_event(ready)
+            host = {k: t.to("cpu", non_blocking=False).contiguous() for k, t in tensors.items()}
+        return host
+
+    def _path(self, state) -> Path:
+        if self._spill_dir is None:
+            root = self._spill_root or tempfile.gettempdir()
+            Path(root).mkdir(parents=True, exist_ok=True)
+            self._spill_dir = Path(tempfile.mkdtemp(prefix="magic-states-", dir=root))
+        return self._spill_dir / f"state-{state.batch_index:07d}.safetensors"
+
+    # -- reading -----------------------------------------------------------------
+    def prefetch(self, entry) -> None:
+        """Start bringing an offloaded entry back to the device."""
+        if isinstance(entry, Offloaded) and entry._loaded is None:
+            entry._loaded = self._worker.submit(self._load, entry)
+
+    def _load(self, entry: Offloaded):
+        from .phases import state_from_tensors
+
+        stored = entry._future.result()
+        tensors = load_file(stored) if isinstance(stored, Path) else stored
+        if isinstance(stored, Path):
+            stored.unlink(missing_ok=True)
+        if self._side is not None:
+            with torch.cuda.stream(self._side):
+                tensors = {k: (t.to(self.device) if k.startswith(("param.", "opt.")) else t)
+                           for k, t in tensors.items()}
+            self._side.synchronize()
+        state = state_from_tensors(tensors, self.template)
+        return state
+
+    def materialize(self, entry):
+        """The state an entry holds, on the run's device."""
+        if not isinstance(entry, Offloaded):
+            return entry
+        self.prefetch(entry)
+        state = entry._loaded.result()
+        if self._side is not None:
+            # Loaded on the side stream: tell the allocator the main stream uses it now.
+            for t in state.differentiable_tensors():
+                t.record_stream(torch.cuda.current_stream(self.device))
+        return state
+
+    def summary(self) -> dict:
+        return {"placed": dict(self.placed), "bytes": dict(self.used),
+                "budgets": dict(self.budgets)}
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+            self._spill_dir = None
