@@ -85,7 +85,8 @@ class ScaledLoss:
         return self.loss(*args, **kwargs) * self.scale
 
 
-def _check_can_shard(model: nn.Module, device: torch.device) -> None:
+def check_can_shard(model: nn.Module, device: torch.device) -> None:
+    """Refuse, in one line, a run `shard_model` cannot shard."""
     if not dist.is_initialized():
         raise ConfigError(
             "attribution.sharding 'fsdp' needs a torch.distributed run: launch with torchrun "
@@ -109,7 +110,7 @@ def shard_model(model: nn.Module, device: torch.device) -> None:
     on the CPU: only the shards move to ``device``, then its buffers.
     """
     device = torch.device(device)
-    _check_can_shard(model, device)
+    check_can_shard(model, device)
     import torch_dtensor_patch
 
     # DTensor is imported before apply(): the package's start-up hook patches
