@@ -33,7 +33,7 @@ done
 
 echo "== 2. FSDP attribution (NCCL) against unsharded"
 if [ -f packages/magic-core/scripts/fsdp_gpu_check.py ]; then
-  timeout 240 python3 packages/magic-core/scripts/fsdp_gpu_check.py --json "$OUT/fsdp-gpu.json" 2>&1 \
+  timeout 240 python3 packages/magic-core/scripts/fsdp_gpu_check.py --out "$OUT/fsdp-gpu.json" 2>&1 \
     | tail -30 | tee "$OUT/fsdp-gpu.txt"
 fi
 

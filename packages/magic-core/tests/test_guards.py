@@ -72,3 +72,18 @@ def test_importing_and_running_leaves_the_root_logger_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_chunk_scores_sum_per_source_document():
+    import pyarrow as pa
+    from magic_core.outputs import source_table
+
+    table = pa.table({"index": [0, 1, 2, 3], "source_id": ["b", "a", "b", "c"],
+                      "score": [0.5, -1.0, 0.25, 2.0], "n_tokens": [8, 8, 3, 5],
+                      "unlearning_potential": [0.5, 0.0, 0.25, 2.0]})
+    out = source_table(table).to_pydict()
+    assert out["source_id"] == ["b", "a", "c"]  # in order of first appearance
+    assert out["chunks"] == [2, 1, 1]
+    assert out["score"] == [0.75, -1.0, 2.0]
+    assert out["n_tokens"] == [11, 8, 5]
+    assert out["first_index"] == [0, 1, 3]

@@ -16,6 +16,7 @@ from magic_core.outputs import (
     write_documents,
     write_manifest,
     write_scores,
+    write_sources,
 )
 from magic_core.preemption import handle_signals
 from magic_core.report import write_report
@@ -188,6 +189,8 @@ def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
     out_dir.mkdir(parents=True, exist_ok=True)
     write_scores(out_dir, result)
     write_documents(out_dir, table)
+    # With chunking, each document's score is the sum of its chunks'.
+    manifest["per_source_table"] = write_sources(out_dir, table)
     write_report(out_dir, table, result.per_example, result.per_token, manifest)
     timings["write"] = time.perf_counter() - t_write
     timings["total"] = time.perf_counter() - t_start

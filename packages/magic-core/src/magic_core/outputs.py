@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import save_file
@@ -17,6 +18,7 @@ from .attribution import AttributionResult
 
 SCORES = "scores.safetensors"
 DOCUMENTS = "documents.parquet"
+SOURCES = "sources.parquet"
 MANIFEST = "manifest.json"
 PREVIEW_CHARS = 240
 
@@ -66,6 +68,33 @@ def write_scores(out_dir: Path, result: AttributionResult) -> None:
 def write_documents(out_dir: Path, table: pa.Table) -> None:
     with atomic_path(out_dir / DOCUMENTS) as tmp:
         pq.write_table(table, tmp)
+
+
+def source_table(table: pa.Table) -> pa.Table:
+    """One row per source document: the sums over its chunks (a score is additive over rows).
+
+    A document longer than ``max_seq_len`` is trained as several chunk rows
+    that share its ``source_id``; its influence is the sum of theirs.
+    """
+    sums = ["score", "n_tokens"] + [c for c in ("unlearning_potential",) if c in table.column_names]
+    grouped = table.group_by("source_id", use_threads=False).aggregate(
+        [(c, "sum") for c in sums] + [("index", "min"), ("index", "count")])
+    order = pa.compute.sort_indices(grouped, [("index_min", "ascending")])
+    grouped = grouped.take(order)
+    return pa.table({
+        "source_id": grouped["source_id"], "first_index": grouped["index_min"],
+        "chunks": grouped["index_count"],
+        **{c: grouped[f"{c}_sum"] for c in sums},
+    })
+
+
+def write_sources(out_dir: Path, table: pa.Table) -> bool:
+    """Write ``sources.parquet`` when some document was split into chunks; returns whether."""
+    if len(set(table["source_id"].to_pylist())) == table.num_rows:
+        return False
+    with atomic_path(out_dir / SOURCES) as tmp:
+        pq.write_table(source_table(table), tmp)
+    return True
 
 
 def build_manifest(result: AttributionResult, config: dict, fingerprints: dict,
