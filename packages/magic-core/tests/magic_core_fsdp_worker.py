@@ -35,8 +35,9 @@ def build_model(kind: str, vocab_size: int):
     return model
 
 
-def attribute(job: dict, sharding: str = "none") -> dict:
-    """Scores of one job: ``model``, ``optimizer``, ``batch_size``, ``granularity``, ``max_grad_norm``."""
+def attribute(job: dict, sharding: str = "none", control=None) -> dict:
+    """Scores of one job: ``model``, ``optimizer``, ``batch_size``, ``granularity``,
+    ``max_grad_norm``, ``device_memory`` (0: every kept state goes to disk)."""
     tokenizer = build_tokenizer(World())
     model = build_model(job["model"], len(tokenizer))
     corpus = md.load("world-attribution", n_docs=6, k_planted=2)
@@ -47,12 +48,14 @@ def attribute(job: dict, sharding: str = "none") -> dict:
     )
     result = mc.attribute(
         model, tokenizer, corpus, objective, train,
-        mc.AttributionConfig(checkpoints="sqrt", granularity=job["granularity"], sharding=sharding),
-        progress=False,
+        mc.AttributionConfig(checkpoints="sqrt", granularity=job["granularity"], sharding=sharding,
+                             device_memory=job.get("device_memory", "auto")),
+        progress=False, control=control,
     )
     return {"per_example": result.per_example, "per_token": result.per_token,
             "losses": torch.tensor(result.train_losses), "query_after": result.query_after,
-            "query_before": result.query_before, "tied": result.tied_parameters}
+            "query_before": result.query_before, "tied": result.tied_parameters,
+            "kept": result.kept_states}
 
 
 def run_rank(rank: int, world_size: int, port: int, out_dir: str, jobs: list[dict]) -> None:
@@ -66,3 +69,36 @@ def run_rank(rank: int, world_size: int, port: int, out_dir: str, jobs: list[dic
     finally:
         shutdown()
     torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+
+
+def run_rank_preempted(rank: int, world_size: int, port: int, out_dir: str, job: dict,
+                       stops: list) -> None:
+    """A spawned rank: the sharded job uninterrupted, then stopped at each of ``stops`` in turn
+    (requested on rank 0 only) and resumed to the end, as `magic_core_preempt_worker` does."""
+    from contextlib import nullcontext
+
+    from magic_core import preemption
+    from magic_core_preempt_worker import StopOnRankZero
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    init_from_environment(backend="gloo")
+    run_dir = Path(out_dir) / "run"
+
+    def run(control):
+        with preemption.handle_signals(), control.progress if control else nullcontext():
+            return attribute(job, "fsdp", control)
+
+    stopped = []
+    try:
+        want = run(None)
+        for at in stops:
+            try:
+                run(StopOnRankZero(run_dir, tuple(at), rank))
+            except preemption.Preempted as exc:
+                stopped.append((exc.phase, exc.step))
+        got = run(StopOnRankZero(run_dir, None, rank))
+    finally:
+        shutdown()
+    torch.save({"want": want, "got": got, "stopped": stopped}, Path(out_dir) / f"rank{rank}.pt")

@@ -22,7 +22,9 @@ from torch.distributed.tensor import Shard
 JOBS = [
     {"model": "neox", "optimizer": "adam", "batch_size": 2, "granularity": "per-token",
      "max_grad_norm": 0.5},
-    {"model": "gpt2", "optimizer": "adam", "batch_size": 3, "granularity": "per-example"},
+    # Every kept state on disk: sharded states are stored and read back per rank.
+    {"model": "gpt2", "optimizer": "adam", "batch_size": 3, "granularity": "per-example",
+     "device_memory": "0"},
 ]
 TOL = 1e-10  # relative to the largest score
 
@@ -93,3 +95,22 @@ def test_two_sharded_ranks_score_like_one_process(worker, tmp_path):
             for key in ("query_before", "query_after"):
                 assert abs(got[key] - single[key]) <= TOL * abs(single[key]), (job, key)
             assert got["tied"] == single["tied"]
+            if job.get("device_memory") == "0":
+                assert got["kept"]["placed"]["disk"] > 0 == got["kept"]["placed"]["device"]
+
+
+@pytest.mark.slow
+def test_a_stopped_sharded_run_resumes_to_identical_scores(worker, tmp_path):
+    # Each rank stores its own shards of the states, query gradient and cotangents.
+    stops = [("train", 2), ("query", 1), ("backward", 3)]  # requested on rank 0 only
+    job = {"model": "neox", "optimizer": "adam", "batch_size": 4, "granularity": "per-token",
+           "max_grad_norm": 0.5}
+    mp.spawn(worker.run_rank_preempted, args=(2, free_port(), str(tmp_path), job, stops),
+             nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for rank in ranks:
+        assert rank["stopped"] == stops
+        assert torch.equal(rank["got"]["per_token"], rank["want"]["per_token"])
+        assert torch.equal(rank["got"]["losses"], rank["want"]["losses"])
+        assert rank["got"]["query_after"] == rank["want"]["query_after"]
+    assert torch.equal(ranks[0]["got"]["per_token"], ranks[1]["got"]["per_token"])

@@ -11,7 +11,6 @@ from .attention import use_exact_attention
 from .config import AttributionConfig, TrainConfig
 from .corpus import TokenizedCorpus, tokenize_corpus
 from .engine import MagicEngine, build_stream
-from .errors import ConfigError
 from .model_prep import check_loss_uses_weights, install_weighted_loss, share_tied_parameters
 from .objectives import QueryObjective
 from .optim import build_optimizer
@@ -75,11 +74,6 @@ def attribute(
     sharded = attribution.sharding == "fsdp"
     if sharded:
         check_can_shard(model, device)
-        if control is not None:
-            raise ConfigError(
-                "attribution.sharding 'fsdp' cannot save phase checkpoints yet (they hold "
-                "whole tensors, not shards); run it without a checkpoint store"
-            )
     # Sharded, only the shards ever reach the device (see `shard_model`).
     model.to(device=None if sharded else device, dtype=dtype)
     model.eval()  # dropout off: replayed steps must equal the original ones

@@ -32,10 +32,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .memory import available_host_memory
+from .sharding import local_shard
 
 
 def state_bytes(state) -> int:
-    return sum(t.numel() * t.element_size() for t in state.differentiable_tensors())
+    # A sharded state takes this rank's shards only.
+    return sum(local_shard(t).numel() * t.element_size() for t in state.differentiable_tensors())
 
 
 def default_budgets(device: torch.device) -> tuple[int, int]:

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from .sharding import whole_tensor
+
 
 def digest(value) -> str:
     """sha256 of a JSON-able value (keys sorted), 16 hex digits."""
@@ -44,7 +46,7 @@ def model_identity(params: Mapping[str, torch.Tensor]) -> str:
     """
     summary = []
     for name in sorted(params):
-        p = params[name].detach()
+        p = whole_tensor(params[name]).detach()  # a sharded parameter's sums are of all shards
         floating = p.is_floating_point()
         total = float(p.sum(dtype=torch.float64)) if floating else float(p.double().sum())
         size = float(p.abs().sum(dtype=torch.float64)) if floating else float(p.double().abs().sum())

@@ -12,7 +12,8 @@ uninterrupted one's arithmetic bit for bit:
   gradients (per rank: each rank holds its share, see `data_parallel`).
 
 A state is its parameters, the optimizer state's tensors, its RNG states and
-batch index; buffers are the model's, rebuilt identically by the rerun.
+batch index; buffers are the model's, rebuilt identically by the rerun. A
+sharded run (see `sharding`) stores each rank's shards in its own file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ._bergson import engine
 from .fingerprint import model_identity, token_rows_digest
 from .phase_checkpoint import Checkpoint, Snapshot
 from .run_control import RunControl
+from .sharding import local_shard, reshard_like
 from .typed_config import to_mapping
 
 PHASES = ("train", "query", "backward")
@@ -33,9 +35,10 @@ PHASES = ("train", "query", "backward")
 
 # -- states as tensors -------------------------------------------------------------
 def state_tensors(state) -> dict[str, torch.Tensor]:
-    tensors = {f"param.{k}": v for k, v in state.params.items()}
+    tensors = {f"param.{k}": local_shard(v) for k, v in state.params.items()}
     leaves, _ = tree_flatten(state.opt_state)
-    tensors.update({f"opt.{i}": t for i, t in enumerate(leaves) if isinstance(t, torch.Tensor)})
+    tensors.update({f"opt.{i}": local_shard(t) for i, t in enumerate(leaves)
+                    if isinstance(t, torch.Tensor)})
     tensors["rng.cpu"] = state.cpu_rng_state
     tensors["rng.cuda"] = state.cuda_rng_state
     tensors["batch_index"] = torch.tensor(state.batch_index)
@@ -45,9 +48,11 @@ def state_tensors(state) -> dict[str, torch.Tensor]:
 def state_from_tensors(tensors: dict[str, torch.Tensor], template):
     """The state saved by `state_tensors`, shaped like ``template`` (the run's initial state)."""
     leaves, spec = tree_flatten(template.opt_state)
-    leaves = [tensors[f"opt.{i}"] if isinstance(t, torch.Tensor) else t for i, t in enumerate(leaves)]
+    leaves = [reshard_like(tensors[f"opt.{i}"], t) if isinstance(t, torch.Tensor) else t
+              for i, t in enumerate(leaves)]
     return engine().TrainerState(
-        {k: tensors[f"param.{k}"] for k in template.params}, tree_unflatten(spec, leaves),
+        {k: reshard_like(tensors[f"param.{k}"], p) for k, p in template.params.items()},
+        tree_unflatten(spec, leaves),
         template.buffers, int(tensors["batch_index"]),
         tensors["rng.cuda"].cpu(), tensors["rng.cpu"].cpu(),  # torch sets RNG states from CPU bytes
     )
@@ -62,8 +67,24 @@ def _materialized(run, entries):
     return [(i, run.kept.materialize(s)) for i, s in entries]
 
 
+def _placed(run, snapshot: Snapshot) -> Snapshot:
+    """Sharded, ranks hold different shards: every group but the log goes to each rank's file."""
+    if getattr(run, "fsdp", False):
+        for group in [g for g in snapshot.shared if g != "log"]:
+            for key, t in snapshot.shared.pop(group).items():
+                snapshot.per_rank[f"{group}/{key}"] = local_shard(t)
+    return snapshot
+
+
+def _group(checkpoint: Checkpoint, name: str) -> dict[str, torch.Tensor]:
+    if name in checkpoint.shared:
+        return checkpoint.shared[name]
+    prefix = f"{name}/"
+    return {k[len(prefix):]: t for k, t in checkpoint.per_rank.items() if k.startswith(prefix)}
+
+
 def _states_from(checkpoint: Checkpoint, prefix: str, indices, template) -> list:
-    return [(i, state_from_tensors(checkpoint.shared[f"{prefix}-{i:06d}"], template)) for i in indices]
+    return [(i, state_from_tensors(_group(checkpoint, f"{prefix}-{i:06d}"), template)) for i in indices]
 
 
 # -- snapshots ---------------------------------------------------------------------
@@ -76,7 +97,7 @@ def _train_snapshot(run, loop: dict) -> Snapshot:
     groups, meta = _common(run, kept=sorted(run.kept))
     groups.update(_state_groups("kept", _materialized(run, run.kept.items())))
     groups["state"] = state_tensors(loop["state"])
-    return Snapshot(groups, meta=meta)
+    return _placed(run, Snapshot(groups, meta=meta))
 
 
 def _query_snapshot(run, grads: dict[str, torch.Tensor]) -> Snapshot:
@@ -84,7 +105,7 @@ def _query_snapshot(run, grads: dict[str, torch.Tensor]) -> Snapshot:
     groups.update(_state_groups("kept", _materialized(run, run.kept.items())))
     groups["final"] = state_tensors(run.final_state)
     groups["query"] = grads
-    return Snapshot(groups, meta=meta)
+    return _placed(run, Snapshot(groups, meta=meta))
 
 
 def _backward_snapshot(run, loop: dict) -> Snapshot:
@@ -92,10 +113,10 @@ def _backward_snapshot(run, loop: dict) -> Snapshot:
     groups, meta = _common(run, target=loop["target"], stack=[i for i, _ in stack],
                            query_value=run.query_value)
     groups.update(_state_groups("stack", _materialized(run, stack)))
-    per_rank = {f"cot.param.{i}": t for i, t in enumerate(loop["param_cot"])}
-    per_rank.update({f"cot.opt.{i}": t for i, t in enumerate(loop["opt_cot"])})
+    per_rank = {f"cot.param.{i}": local_shard(t) for i, t in enumerate(loop["param_cot"])}
+    per_rank.update({f"cot.opt.{i}": local_shard(t) for i, t in enumerate(loop["opt_cot"])})
     per_rank["weight_grads"] = loop["weight_grads"]
-    return Snapshot(groups, per_rank, meta)
+    return _placed(run, Snapshot(groups, per_rank, meta))
 
 
 SNAPSHOTS = {"train": _train_snapshot, "backward": _backward_snapshot}
@@ -144,15 +165,16 @@ def run_phases(run, objective, control: RunControl | None, device) -> torch.Tens
         start, state = 0, None
         if checkpoint is not None:
             start = checkpoint.step
-            state = state_from_tensors(checkpoint.shared["state"], template)
+            state = state_from_tensors(_group(checkpoint, "state"), template)
             run.kept.update(_states_from(checkpoint, "kept", checkpoint.meta["kept"], template))
         control.begin("train", run.n_steps, start)
         run.train(start, state)
     if phase in ("train", "query"):
         if phase == "query":
             run.kept.update(_states_from(checkpoint, "kept", checkpoint.meta["kept"], template))
-            run.final_state = state_from_tensors(checkpoint.shared["final"], template)
-            grads = checkpoint.shared["query"]
+            run.final_state = state_from_tensors(_group(checkpoint, "final"), template)
+            grads = {k: reshard_like(t, template.params[k])
+                     for k, t in _group(checkpoint, "query").items()}
         else:
             control.begin("query", 1)
             grads = run.query_gradients(objective)
@@ -164,10 +186,12 @@ def run_phases(run, objective, control: RunControl | None, device) -> torch.Tens
     per_rank = checkpoint.per_rank
     n_params = len(template.params)
     n_opt = sum(1 for k in per_rank if k.startswith("cot.opt."))
+    like = template.differentiable_tensors()  # cotangents are laid out as what they belong to
     return run.backward(None, resume={
         "target": checkpoint.meta["target"],
         "stack": _states_from(checkpoint, "stack", checkpoint.meta["stack"], template),
-        "param_cot": [per_rank[f"cot.param.{i}"] for i in range(n_params)],
-        "opt_cot": [per_rank[f"cot.opt.{i}"] for i in range(n_opt)],
+        "param_cot": [reshard_like(per_rank[f"cot.param.{i}"], like[i]) for i in range(n_params)],
+        "opt_cot": [reshard_like(per_rank[f"cot.opt.{i}"], like[n_params + i])
+                    for i in range(n_opt)],
         "weight_grads": per_rank["weight_grads"],
     })

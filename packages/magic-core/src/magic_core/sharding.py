@@ -165,3 +165,29 @@ def sharded_trainer_class():
             return new
 
     return ShardedTrainer
+
+
+# -- storing sharded states (offloaded kept states, phase checkpoints) ---------------
+def local_shard(t: torch.Tensor) -> torch.Tensor:
+    """What this rank stores of ``t``: a DTensor's own shard; any other tensor as it is."""
+    from torch.distributed.tensor import DTensor
+
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
+def whole_tensor(t: torch.Tensor) -> torch.Tensor:
+    """A DTensor gathered whole on every rank (a collective: every rank calls it); else ``t``."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
+def reshard_like(local: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """A stored shard as the DTensor ``template`` is (mesh, placements, shape); else ``local``."""
+    from torch.distributed.tensor import DTensor
+
+    if not isinstance(template, DTensor):
+        return local
+    return DTensor.from_local(local.to(template.to_local().device), template.device_mesh,
+                              template.placements, shape=template.shape,
+                              stride=template.stride(), run_check=False)
