@@ -20,9 +20,10 @@ from magic_core.run_control import RunControl
 from magic_core.typed_config import to_mapping
 
 CHECKPOINTS = "checkpoints"
-# Sections that do not change a run's numbers: where it writes, and the
-# device name (the device type the job resolves to is fingerprinted by the run).
-UNFINGERPRINTED = ("output", "device")
+# Sections that do not change a run's numbers: where it writes, the device
+# name (the device type the job resolves to is fingerprinted by the run), and
+# the Slurm resources (a timed-out job comes back with a longer time limit).
+UNFINGERPRINTED = ("output", "device", "slurm")
 
 
 def job_fingerprint(job) -> dict:
