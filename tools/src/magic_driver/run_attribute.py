@@ -21,6 +21,7 @@ from magic_core.outputs import (
 from magic_core.preemption import handle_signals
 from magic_core.report import write_report
 from magic_core.run_control import RunControl
+from magic_core.sharding import check_sharding_launch
 from magic_core.typed_config import to_mapping
 
 from .jobs import AttributeJob, QuerySection, QuerySpec
@@ -138,6 +139,8 @@ def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
          control: RunControl | None = None) -> dict:
     t_start = time.perf_counter()
     device = resolve_device(job.device, launch)
+    if job.attribution.sharding == "fsdp":
+        check_sharding_launch(device)
     progress = progress and launch.is_main
     # Data mistakes are cheaper to report than a model load (or a base-model build).
     corpus = _rank_zero_first(launch, lambda: load_corpus(job))

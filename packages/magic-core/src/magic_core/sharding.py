@@ -85,8 +85,9 @@ class ScaledLoss:
         return self.loss(*args, **kwargs) * self.scale
 
 
-def check_can_shard(model: nn.Module, device: torch.device) -> None:
-    """Refuse, in one line, a run `shard_model` cannot shard."""
+def check_sharding_launch(device: torch.device) -> None:
+    """Refuse, in one line, a process layout that cannot shard (before any model is loaded)."""
+    device = torch.device(device)
     if not dist.is_initialized():
         raise ConfigError(
             "attribution.sharding 'fsdp' needs a torch.distributed run: launch with torchrun "
@@ -97,6 +98,11 @@ def check_can_shard(model: nn.Module, device: torch.device) -> None:
             f"attribution.sharding 'fsdp' on device {device.type!r} cannot use the NCCL process "
             "group (CUDA only); run on GPUs or start the ranks with the gloo backend"
         )
+
+
+def check_can_shard(model: nn.Module, device: torch.device) -> None:
+    """Refuse, in one line, a run `shard_model` cannot shard."""
+    check_sharding_launch(device)
     scalars = [n for n, p in model.named_parameters() if p.dim() == 0]
     if scalars:
         raise ConfigError(f"attribution.sharding 'fsdp' shards dim 0; parameter {scalars[0]!r} is a scalar")
