@@ -24,9 +24,10 @@ def _slurm_module():
     return slurm_cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def slurm(tmp_path_factory):
-    """A started cluster (module-scoped: one per test module, stopped after it)."""
+    """A started cluster of one test, stopped after it (starting one takes a second or two),
+    so that another worker waits for one test at most."""
     module = _slurm_module()
     with open(LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

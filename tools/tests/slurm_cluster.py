@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
+FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
 
 
 class SlurmUnavailable(RuntimeError):
@@ -148,24 +149,30 @@ class LocalSlurm:
         return subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60,
                               check=check, **kwargs)
 
-    def job_field(self, job_id: str, name: str) -> str | None:
+    def job_fields(self, job_id: str, name: str) -> list[str]:
+        """``name`` of the job, or of each task of a job array."""
         proc = self.run(["scontrol", "-o", "show", "job", job_id], check=False)
-        for item in proc.stdout.split():
-            if item.startswith(f"{name}="):
-                return item.split("=", 1)[1]
-        return None
+        return [item.split("=", 1)[1] for line in proc.stdout.splitlines()
+                for item in line.split() if item.startswith(f"{name}=")]
+
+    def job_field(self, job_id: str, name: str) -> str | None:
+        values = self.job_fields(job_id, name)
+        return values[0] if values else None
 
     def wait_for_end(self, job_id: str, timeout: float, on_pending=None) -> str:
-        """Poll until the job is finished; ``on_pending(reason)`` sees each pending poll."""
+        """Poll until the job (every array task) is finished; returns the states, joined.
+
+        ``on_pending(reason)`` sees each poll that finds the job pending.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state = self.job_field(job_id, "JobState")
-            if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
-                return state
-            if state == "PENDING" and on_pending is not None:
+            states = self.job_fields(job_id, "JobState")
+            if states and all(s in FINISHED for s in states):
+                return ",".join(sorted(set(states)))
+            if "PENDING" in states and on_pending is not None:
                 on_pending(self.job_field(job_id, "Reason"))
             time.sleep(0.5)
-        raise TimeoutError(f"job {job_id} still {self.job_field(job_id, 'JobState')} after "
+        raise TimeoutError(f"job {job_id} still {self.job_fields(job_id, 'JobState')} after "
                            f"{timeout} s")
 
     def _cancel_jobs(self, timeout: float = 60) -> None:

@@ -167,3 +167,46 @@ def test_submitted_job_scores_like_local_and_resumes_exactly_after_requeue(slurm
     run_dir, job_id = _run_on_slurm(slurm, root, env)
     _check_scores_like_a_local_run(slurm, root, env, run_dir, job_id)
     _check_requeue_mid_backward_resumes_exactly(slurm, root, env, reference=run_dir)
+
+
+def test_array_sweep_runs_one_point_per_task_like_magic_sweep(slurm, work):
+    """`--array`: each task runs its grid point; the sweep's table gathers them all."""
+    root, env = work
+    job = {"kind": "unlearn", "model": {"path": str(root / "model")}, "device": "cpu",
+           "forget": {"options": {"per_entity": 1}}, "retain": {"options": {"per_entity": 1}},
+           "recipe": {"name": "gradient-ascent"}, "optim": {"steps": 2},
+           "eval": {"hazard": {"dataset": "world-hazard-mcqa", "limit": 4},
+                    "general": {"dataset": "world-general-mcqa", "limit": 4}},
+           "relearn": {"enabled": False}, "output": {"save_model": False},
+           "max_seq_len": 64, "slurm": {"time": "10", "checkpoint_before_end": 60}}
+    (root / "unlearn.yaml").write_text(yaml.safe_dump(job))
+    grid = ["--param", "lr=1e-4,1e-3"]
+    started = time.monotonic()
+    proc = subprocess.run([MAGIC, "submit", str(root / "unlearn.yaml"), "--array", *grid,
+                           "--out", str(root / "array"), "--parsable"], cwd=root,
+                          env={**env, "SLURM_CONF": str(slurm.conf)}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    array_id = proc.stdout.strip()
+    state = slurm.wait_for_end(array_id, JOB_TIMEOUT)
+    print(f"array job {array_id}: {time.monotonic() - started:.1f} s from submit to end")
+    logs = "\n".join(p.read_text() for p in sorted((root / "array" / "slurm").glob("*.out")))
+    assert state == "COMPLETED", logs
+    assert len(slurm.job_fields(array_id, "JobState")) == 2
+    for point, lr in (("000", 1e-4), ("001", 1e-3)):
+        assert json.loads((root / "array" / point / "result.json").read_text())["optim"]["lr"] == lr
+    local = subprocess.run([MAGIC, "sweep", str(root / "unlearn.yaml"), *grid, "--out",
+                            str(root / "sweep"), "--quiet"], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=JOB_TIMEOUT)
+    assert local.returncode == 0, local.stderr
+    from_array = json.loads((root / "array" / "table.json").read_text())
+    from_sweep = json.loads((root / "sweep" / "table.json").read_text())
+    assert [r["dir"] for r in from_array["rows"]] == ["000", "001"]
+    for a, b in zip(from_array["rows"], from_sweep["rows"], strict=True):
+        assert a["point"] == b["point"] and a["params"] == b["params"]
+        for key in ("forget_accuracy", "retain_accuracy", "forget_loss", "retain_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+    status = subprocess.run([MAGIC, "status", str(root / "array"), "--no-slurm"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.count("done: done") == 2, status.stdout

@@ -196,3 +196,20 @@ def test_script_leaves_requeue_to_slurm_when_slurm_stopped_it(work):
 def test_script_passes_success_and_failure_through(work):
     assert _run_script(work, "exit 0\n") == (0, [])
     assert _run_script(work, "exit 1\n") == (1, [])
+
+
+def test_wait_exits_with_the_jobs_exit_code(work, monkeypatch):
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    # sbatch --parsable --wait: the id at once, then the job's exit code when it ends.
+    _executable(bin_dir / "sbatch", """\
+        echo 31
+        exit 3
+        """)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    result = CliRunner().invoke(main, ["submit", "job.yaml", "--wait", "--parsable"])
+    assert result.exit_code == 3
+    assert result.output.splitlines()[0] == "31"
+    assert "job 31 ended with exit code 3" in result.output
+    assert json.loads((work / "runs" / "small" / "slurm" / "submission.json").read_text())[
+        "job_id"] == "31"

@@ -47,6 +47,8 @@ def main():
       magic demo --out runs/demo          # the whole pipeline on the built-in world
       magic attribute job.yaml            # a configured attribution run
       magic datasets list                 # what data is installed
+      magic submit preset:attr-wikitext --cluster NAME   # a Slurm job (see magic presets list)
+      magic status runs/attr-wikitext     # where a run is
     """
 
 
@@ -111,12 +113,23 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
 
 @main.group()
 def datasets():
-    """Installed dataset plugins."""
+    """Installed dataset plugins (entry-point group magic.datasets).
+
+    \b
+    Examples:
+      magic datasets list
+      magic datasets show wmdp-bio-robust
+    """
 
 
 @datasets.command("list")
 def datasets_list():
-    """Every dataset offered by installed plugins: name, kind, source, plugin package."""
+    """Every dataset offered by installed plugins: name, kind, source, plugin package.
+
+    \b
+    Example:
+      magic datasets list
+    """
     import magic_datasets as md
 
     rows = [(s.name, s.kind.value, s.source, s.package) for s in md.list_datasets()]

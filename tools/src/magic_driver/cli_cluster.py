@@ -104,7 +104,13 @@ def status(run_dir: Path, as_json: bool, no_slurm: bool):
 
 @click.group()
 def clusters():
-    """Cluster profiles for `magic submit --cluster NAME`."""
+    """Cluster profiles for `magic submit --cluster NAME`.
+
+    \b
+    Examples:
+      magic clusters list
+      magic clusters show local
+    """
 
 
 @clusters.command("list")

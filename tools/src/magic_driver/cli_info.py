@@ -11,7 +11,13 @@ import click
 
 @click.group()
 def recipes():
-    """Unlearning recipes (entry-point group magic.recipes)."""
+    """Unlearning recipes (entry-point group magic.recipes).
+
+    \b
+    Examples:
+      magic recipes list
+      magic recipes show attribution-weighted
+    """
 
 
 @recipes.command("list")
@@ -46,7 +52,14 @@ def recipes_show(name: str):
 
 @click.group()
 def presets():
-    """Job files shipped with magic (use them as preset:NAME)."""
+    """Job files shipped with magic (use them as preset:NAME).
+
+    \b
+    Examples:
+      magic presets list
+      magic presets show attr-forget > my-job.yaml
+      magic submit preset:attr-forget --cluster gh200
+    """
 
 
 @presets.command("list")
@@ -83,7 +96,13 @@ def presets_show(name: str):
 
 @click.group()
 def patch():
-    """The torch-dtensor-patch state of this torch (twice-differentiable DTensor)."""
+    """The torch-dtensor-patch state of this torch (twice-differentiable DTensor).
+
+    \b
+    Examples:
+      magic patch status
+      magic patch verify
+    """
 
 
 @patch.command("status")
