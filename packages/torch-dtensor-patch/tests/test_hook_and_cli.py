@@ -41,6 +41,18 @@ def test_hook_from_local_switch(python_env):
     assert states["from_local"] != "patched"
 
 
+def test_apply_before_dtensor_is_imported_with_the_hook_armed(python_env):
+    # apply() imports DTensor, which fires the hook, which calls apply(): no deadlock.
+    code = (
+        "import json, torch_dtensor_patch._autoload, torch_dtensor_patch as t\n"
+        "print(json.dumps({k: v.state for k, v in t.apply().items()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=python_env(TORCH_DTENSOR_PATCH="1"),
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "missing" not in json.loads(out.stdout.strip().splitlines()[-1]).values()
+
+
 def test_pth_file_installed_when_package_is():
     import torch_dtensor_patch
 

@@ -27,6 +27,9 @@ def apply(*, redistribute: bool = True, to_local: bool = True, from_local: bool 
     Calling it again changes nothing. Returns the resulting status().
     """
     wanted = {"redistribute": redistribute, "to_local": to_local, "from_local": from_local}
+    # The first import of torch.distributed.tensor fires the start-up hook,
+    # which calls apply() itself: it must happen before the lock is taken.
+    targets()
     with _lock:
         found = targets()
         for name in COMPONENTS:
