@@ -49,7 +49,19 @@ TOL = 1e-10  # relative, float64
 
 
 def missing_modules() -> list[str]:
-    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    if missing:
+        return missing
+    # Present at top level; what they import in turn shows only on import.
+    try:
+        import magic_core  # noqa: F401
+        from magic_core._bergson import engine
+        from transformers import GPTNeoXForCausalLM  # noqa: F401
+
+        engine()
+    except ImportError as exc:
+        return [exc.name or str(exc)]
+    return []
 
 
 def free_port() -> int:

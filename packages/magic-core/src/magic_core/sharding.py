@@ -118,9 +118,6 @@ def shard_model(model: nn.Module, device: torch.device) -> None:
     device = torch.device(device)
     check_can_shard(model, device)
     import torch_dtensor_patch
-
-    # DTensor is imported before apply(): the package's start-up hook patches
-    # on that import, and patching from inside apply() waits on apply's own lock.
     from torch.distributed.tensor import init_device_mesh
 
     # Twice-differentiable redistribution for the traced steps; patches only
