@@ -7,9 +7,10 @@ scores equal the local ones to float64 rounding (the data-parallel path is
 exact), and the requeued job resumes to exactly the uninterrupted Slurm job's
 scores.
 
-Both checks are one test: they share the cluster and the uninterrupted job,
-and pytest-xdist could otherwise give them to two workers (its loadgroup
-mode does not work with pytest 9), each starting a cluster of its own.
+Both checks are one test: they share the uninterrupted job, and
+pytest-xdist could otherwise give them to two workers (its loadgroup mode
+does not work with pytest 9), each running it. A second test submits an
+unlearning sweep as a job array and compares it with `magic sweep`.
 """
 
 import json
@@ -117,6 +118,14 @@ def _check_scores_like_a_local_run(slurm, root: Path, env: dict, run_dir: Path, 
                             env={**env, "SLURM_CONF": str(slurm.conf)},
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and f"{job_id}: COMPLETED" in status.stdout, status.stdout
+    # `magic report` renders what the run itself rendered, from the run's files alone.
+    rendered = {name: (run_dir / name).read_text() for name in ("report.md", "token_heatmap.html")}
+    for name in rendered:
+        (run_dir / name).unlink()
+    report = subprocess.run([MAGIC, "report", str(run_dir)], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert {name: (run_dir / name).read_text() for name in rendered} == rendered
 
 
 def _wait_for_backward(run_dir: Path, timeout: float) -> dict:
