@@ -33,6 +33,10 @@ the same forwards. Every rank therefore evaluates the whole objective (the
 query costs ``W`` times its compute, its memory stays sharded); the average
 of ``W`` identical gradients is the true sharded gradient, with nothing to
 reduce.
+
+Stored states (kept states offloaded to host memory or disk, phase
+checkpoints) hold each rank's own shards (`local_shard`, read back by
+`reshard_like`); a run's model fingerprint sums whole tensors (`whole_tensor`).
 """
 
 from __future__ import annotations
