@@ -37,7 +37,7 @@ from datetime import timedelta
 from pathlib import Path
 
 # Top-level modules the run imports (magic-core, magic-datasets, bergson's
-# MAGIC engine and what they import), checked before any work.
+# MAGIC engine and what they import), listed when an import fails.
 REQUIRED = [
     "torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "datasets",
     "pyarrow", "pandas", "dill", "multiprocess", "xxhash", "fsspec", "bergson", "torchopt",
@@ -49,10 +49,7 @@ TOL = 1e-10  # relative, float64
 
 
 def missing_modules() -> list[str]:
-    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
-    if missing:
-        return missing
-    # Present at top level; what they import in turn shows only on import.
+    """[] when the run's imports work; else what is missing (all absent top-level modules)."""
     try:
         import magic_core  # noqa: F401
         from magic_core._bergson import engine
@@ -60,7 +57,8 @@ def missing_modules() -> list[str]:
 
         engine()
     except ImportError as exc:
-        return [exc.name or str(exc)]
+        absent = {name for name in REQUIRED if importlib.util.find_spec(name) is None}
+        return sorted(absent | {exc.name or str(exc)})
     return []
 
 
