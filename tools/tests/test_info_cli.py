@@ -138,18 +138,23 @@ def test_completion_scripts(shell, marker):
     assert "_MAGIC_COMPLETE" in result.output
 
 
-def _complete(words):
-    """What the bash completion script would get for the command line ``words``."""
-    env = {**os.environ, "_MAGIC_COMPLETE": "bash_complete", "COMP_WORDS": words,
-           "COMP_CWORD": str(len(words.split()) - (0 if words.endswith(" ") else 1))}
+def test_the_shell_protocol_completes_commands():
+    # What the bash script does on TAB: run `magic` with the words in the environment.
+    env = {**os.environ, "_MAGIC_COMPLETE": "bash_complete", "COMP_WORDS": "magic re",
+           "COMP_CWORD": "1"}
     magic = Path(sys.executable).parent / "magic"  # the console script: completion keys on its name
-    proc = subprocess.run([str(magic)], env=env,
-                          capture_output=True, text=True, timeout=120)
-    return proc.stdout.splitlines()
+    proc = subprocess.run([str(magic)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines() == ["plain,recipes", "plain,report"]
 
 
-def test_completion_completes_commands_presets_and_profiles():
-    assert _complete("magic re") == ["plain,recipes", "plain,report"]
-    offered = _complete("magic submit preset:attr-w")
-    assert "plain,preset:attr-wikitext" in offered and "file,preset:attr-w" in offered
-    assert _complete("magic submit job.yaml --cluster lo") == ["plain,local"]
+def _complete(args, incomplete):
+    from click.shell_completion import BashComplete
+
+    return [(c.type, c.value) for c in
+            BashComplete(main, {}, "magic", "_MAGIC_COMPLETE").get_completions(args, incomplete)]
+
+
+def test_submit_completes_presets_and_cluster_profiles():
+    offered = _complete(["submit"], "preset:attr-w")
+    assert ("plain", "preset:attr-wikitext") in offered and ("file", "preset:attr-w") in offered
+    assert _complete(["submit", "job.yaml", "--cluster"], "lo") == [("plain", "local")]
