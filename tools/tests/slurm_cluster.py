@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,6 +62,10 @@ class LocalSlurm:
         self.host = socket.gethostname().split(".")[0]
         self.conf = folder / "slurm.conf"
         self.pids: dict[str, int] = {}
+        # A Unix socket path has at most 107 bytes; a deep temporary folder may exceed it.
+        self.socket = folder / "munge.socket"
+        if len(str(self.socket)) > 100:
+            self.socket = Path(tempfile.mkdtemp(prefix="magic-munge-", dir="/tmp")) / "socket"
 
     @property
     def env(self) -> dict[str, str]:
@@ -78,7 +83,7 @@ class LocalSlurm:
             f"SlurmdPort={_free_port()}",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            f"AuthInfo=socket={f / 'munge.socket'}",
+            f"AuthInfo=socket={self.socket}",
             "SlurmUser=root",
             "SlurmdUser=root",
             "ProctrackType=proctrack/linuxproc",
@@ -107,7 +112,7 @@ class LocalSlurm:
         key = self.folder / "munge.key"
         key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
-        self._daemon("munged", ["munged", "--force", f"--socket={self.folder / 'munge.socket'}",
+        self._daemon("munged", ["munged", "--force", f"--socket={self.socket}",
                                 f"--key-file={key}", f"--log-file={self.folder / 'munged.log'}",
                                 f"--pid-file={self.folder / 'munged.pid'}",
                                 f"--seed-file={self.folder / 'munged.seed'}"])
