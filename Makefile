@@ -7,7 +7,7 @@ PACKAGES := packages/magic-datasets packages/magic-core packages/magic-unlearn p
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test test-fast torch-matrix lint bench clean
+.PHONY: setup demo test test-fast torch-matrix lint bench bench-unlearn clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/attribution.py
+
+# Issue 5's unlearning comparison on the built-in world (~15 min CPU).
+bench-unlearn: setup
+	$(PY) benchmarks/unlearn_frontier.py
+	$(PY) benchmarks/unlearn_diagnosis.py
 
 clean:
 	rm -rf $(VENV) runs
