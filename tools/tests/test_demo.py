@@ -25,6 +25,16 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
     assert summary["base_model"]["retain_accuracy"] >= 0.9
     assert att["query_after"] < att["query_before"]  # the planted documents teach the query
 
+    # Unlearning (issue 5): at their operating points (forget accuracy <= chance + 10
+    # points where reached), attribution weights with the KL retain term keep far more
+    # general accuracy than gradient ascent (0.91 vs 0.31 on these fixed seeds).
+    unlearn = summary["unlearn"]
+    aw, ga = unlearn["attribution-weighted"], unlearn["gradient-ascent"]
+    assert aw["options"]["retain_kl"] > 0
+    assert aw["forget_accuracy"] <= unlearn["target_forget_accuracy"]
+    assert ga["forget_accuracy"] <= unlearn["target_forget_accuracy"]
+    assert aw["retain_accuracy"] >= ga["retain_accuracy"] + 0.3
+
     run = tmp_path / "demo" / "attribution"
     scores = load_file(run / "scores.safetensors")
     assert scores["per_token"].shape[0] == 64

@@ -2,14 +2,18 @@
 
 Every recipe gets the same data, steps, optimizer and lr grid; its operating
 point is the smallest lr that brings hazard accuracy to chance + 10 points,
-so recipes are compared where they forget equally well.
+so recipes are compared where they forget equally well. The full comparison
+(every variant, more lrs and seeds) is benchmarks/unlearn_frontier.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import magic_unlearn as mu
+import torch
 from magic_core import AttributionConfig, TrainConfig
 
 from .jobs import AttributeJob, DataSection, OutputSection, QuerySection
@@ -19,11 +23,16 @@ from .unlearn_jobs import build_job
 
 CHANCE = 0.25
 TARGET = CHANCE + 0.10
-DEMO_LRS = (1e-4, 1.5e-4, 3e-4, 5e-4)
-# label -> (recipe, options); the first is the recipe with its defaults.
+DEMO_LRS = (5e-4, 8e-4)  # where every recipe reaches the target (benchmarks: lower lrs do not)
+# The attribution-weighted variant that keeps the most general accuracy at
+# forget accuracy <= TARGET in benchmarks/results/unlearn-frontier.md: clip 1
+# stops the few answer-letter tokens (scores ~20x the prose's) from dominating,
+# and the KL term to the base model on retain text keeps the shared
+# answer-by-letter skill that ascent on those tokens erodes.
+BEST_ATTRIBUTION = {"clip": 1.0, "retain_kl": 10.0}
+# label -> (recipe, options)
 DEMO_RECIPES = {
-    "attribution-weighted": ("attribution-weighted", {}),
-    "attribution-weighted-retain": ("attribution-weighted", {"retain_weight": 1.0}),
+    "attribution-weighted": ("attribution-weighted", BEST_ATTRIBUTION),
     "gradient-ascent": ("gradient-ascent", {}),
     "gradient-difference": ("gradient-difference", {}),
 }
@@ -48,7 +57,28 @@ def operating_point(rows: list[dict]) -> dict:
     return min(hits, key=lambda r: r["params"]["lr"]) if hits else rows[-1]
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Intra-op threads for the block only.
+
+    The world model is tiny: on CPU, extra threads cost more in
+    synchronisation than they save, and on a busy machine they make each run
+    take several times as long.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_demo_unlearn(out_dir: Path, device: str = "auto", progress: bool = True) -> dict:
+    with torch_threads(1):
+        return _run_demo_unlearn(out_dir, device, progress)
+
+
+def _run_demo_unlearn(out_dir: Path, device: str, progress: bool) -> dict:
     forget_dir, retain_dir = out_dir / "scores-forget", out_dir / "scores-retain"
     run_attribute(scores_job(forget_dir, "world-hazard-mcqa", device), forget_dir, progress)
     run_attribute(scores_job(retain_dir, "world-general-mcqa", device), retain_dir, progress)
