@@ -72,3 +72,11 @@ def test_scores_of_another_corpus_exit_2_with_one_line(config):
 def test_bad_sweep_param_is_a_user_error(config):
     res = CliRunner().invoke(main, ["sweep", str(config), "--param", "lr"])
     assert res.exit_code == 2 and "expected KEY=V1,V2" in res.output
+
+
+def test_sweep_aliases_reach_recipe_options():
+    from magic_driver.sweep import grid, parse_param
+
+    assert parse_param("retain_kl=0,10") == ("recipe.options.retain_kl", ["0", "10"])
+    assert grid(("lr=1e-4", "clip=1.0,3.0")) == [
+        ("optim.lr=1e-4", "recipe.options.clip=1.0"), ("optim.lr=1e-4", "recipe.options.clip=3.0")]

@@ -20,7 +20,8 @@ from .unlearn_jobs import build_job
 # Short names for the keys swept most often.
 ALIASES = {"lr": "optim.lr", "steps": "optim.steps", "recipe": "recipe.name",
            "preset": "optim.preset", "selection": "recipe.options.selection",
-           "normalization": "recipe.options.normalization"}
+           "normalization": "recipe.options.normalization", "clip": "recipe.options.clip",
+           "retain_kl": "recipe.options.retain_kl", "top_fraction": "recipe.options.top_fraction"}
 
 
 def parse_param(text: str) -> tuple[str, list[str]]:
