@@ -113,6 +113,18 @@ def test_sigusr1_is_a_stop_request_too(run, tmp_path):
     assert stopped.value.reason == "SIGUSR1"
 
 
+def test_nested_signal_handling_keeps_the_outer_handlers_and_a_pending_request():
+    # A sweep handles signals around its runs, which handle them too.
+    with preemption.handle_signals():
+        ours = signal.getsignal(signal.SIGTERM)
+        preemption.request_stop("between runs")
+        with preemption.handle_signals():
+            assert preemption.stop_requested() == "between runs"
+        assert signal.getsignal(signal.SIGTERM) is ours
+        assert preemption.stop_requested() == "between runs"
+    assert preemption.stop_requested() is None
+
+
 @pytest.fixture
 def stopped_in_backward(run, tmp_path):
     with pytest.raises(preemption.Preempted):

@@ -81,10 +81,10 @@ def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out, seen = {}, set()
     for name, t in tensors.items():
         t = t.detach().to("cpu").contiguous()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
-        if key in seen:
+        key = t.untyped_storage().data_ptr()
+        if t.numel() and key in seen:
             t = t.clone()
-        seen.add(key)
+        seen.add(t.untyped_storage().data_ptr())
         out[name] = t
     return out
 

@@ -50,9 +50,8 @@ class RunControl:
         if checkpoint is not None and self.progress is not None:
             if checkpoint.phase in phases:
                 self.progress.mark_done(*phases[: phases.index(checkpoint.phase)])
-            self.progress.state["last_checkpoint"] = {
-                "phase": checkpoint.phase, "step": checkpoint.step,
-                "path": str(checkpoint.directory), "time": checkpoint.written}
+            self.progress.checkpoint(checkpoint.phase, checkpoint.step, checkpoint.directory,
+                                     checkpoint.written)
         return checkpoint
 
     def finished(self) -> None:
