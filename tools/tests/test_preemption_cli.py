@@ -1,9 +1,10 @@
 """`magic attribute` / `magic unlearn` stopped by a signal exit 75 and resume on rerun, exactly.
 
 A tiny saved GPT-NeoX (no base-model build), float64. The subprocess tests
-send real signals to a real `magic attribute` process: one from inside at a
-chosen step (through a wrapper that then runs the real CLI), one from the
-test process while the run is under way.
+(slow: each starts `magic` three times) send real signals to a real
+`magic attribute` process: one from inside at a chosen step (through a
+wrapper that then runs the real CLI), one from the test process while the
+run is under way. The in-process tests request the stop as the handler does.
 """
 
 import json
@@ -180,7 +181,6 @@ def preempted_run(tmp_path, model_dir, monkeypatch):
     return job, run
 
 
-@pytest.mark.slow
 def test_restart_discards_the_checkpoint_and_starts_from_step_one(preempted_run, monkeypatch):
     job, run = preempted_run
     recorder = Recorder(monkeypatch)
@@ -190,7 +190,6 @@ def test_restart_discards_the_checkpoint_and_starts_from_step_one(preempted_run,
     assert not (run / "checkpoints").exists()
 
 
-@pytest.mark.slow
 def test_a_truncated_checkpoint_is_one_error_line_and_nothing_is_written(preempted_run):
     job, run = preempted_run
     victim = max((run / "checkpoints").glob("*.safetensors"), key=lambda p: p.stat().st_size)
@@ -203,7 +202,6 @@ def test_a_truncated_checkpoint_is_one_error_line_and_nothing_is_written(preempt
     assert json.loads((run / "progress.json").read_text())["status"] == "failed"
 
 
-@pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_refused(preempted_run):
     job, run = preempted_run
     res = cli("attribute", job, "--out", str(run), "--quiet", "--set", "train.lr=0.02")
@@ -234,7 +232,6 @@ def _result(run):
     return result
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("stop_at, rerun", [(("unlearn", 2), "resume"), (("relearn", 1), "resume"),
                                             (("unlearn", 3), "restart")])
 def test_unlearn_preempted_exits_75_and_the_rerun_gives_the_same_result(
@@ -263,7 +260,6 @@ def test_unlearn_preempted_exits_75_and_the_rerun_gives_the_same_result(
     assert json.loads((run / "progress.json").read_text())["status"] == "done"
 
 
-@pytest.mark.slow
 def test_a_preempted_sweep_keeps_its_finished_points_and_resumes_the_current_one(
         unlearn_job, tmp_path, monkeypatch):
     monkeypatch.setenv("MAGIC_CACHE", str(tmp_path / "cache"))
