@@ -208,7 +208,7 @@ def test_a_checkpoint_of_another_config_is_refused(preempted_run):
     assert res.exit_code == 2, res.output
     line = res.output.strip().splitlines()[-1]
     assert line.startswith(f"error: checkpoint {run / 'checkpoints'} belongs to a different job ("
-                           ) and "job.train" in line and "--restart" in line
+                           "train differ)") and "--restart" in line
 
 
 # -- unlearning --------------------------------------------------------------------------------

@@ -49,11 +49,11 @@ def objective(tokenizer, hazard_questions):
 
 @pytest.fixture(scope="module")
 def run(make_neox, tokenizer, small_corpus, objective):
-    def attribute(control=None, checkpoints="sqrt", train=TRAIN):
+    def attribute(control=None, checkpoints="sqrt", train=TRAIN, **where):
+        attribution = mc.AttributionConfig(checkpoints=checkpoints, **where)
         with preemption.handle_signals(), control.progress if control else nullcontext():
             return mc.attribute(make_neox(), tokenizer, small_corpus, objective, train,
-                                mc.AttributionConfig(checkpoints=checkpoints), progress=False,
-                                control=control)
+                                attribution, progress=False, control=control)
     return attribute
 
 
@@ -168,6 +168,13 @@ def test_a_checkpoint_of_another_job_is_refused(run, stopped_in_backward):
         run(StopAfter(stopped_in_backward), checkpoints="log")
     with pytest.raises(CheckpointError, match=r"different job \(job differ\)"):
         run(StopAfter(stopped_in_backward, job="another"))
+
+
+def test_where_kept_states_live_does_not_make_another_job(run, uninterrupted, stopped_in_backward):
+    # A requeue onto a node with less memory spills kept states to disk: same numbers.
+    resumed = run(StopAfter(stopped_in_backward), host_memory="0", device_memory="0",
+                  spill_dir=str(stopped_in_backward / "spill"))
+    assert_identical(resumed, uninterrupted("sqrt"))
 
 
 def test_clearing_the_store_starts_over(run, uninterrupted, stopped_in_backward):

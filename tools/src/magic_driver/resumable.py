@@ -26,21 +26,25 @@ CHECKPOINTS = "checkpoints"
 UNFINGERPRINTED = ("output", "device", "slurm")
 
 
-def job_fingerprint(job) -> dict:
-    """The job's sections, one fingerprint key each, so that a mismatch names the section."""
-    return {f"job.{k}": v for k, v in to_mapping(job).items() if k not in UNFINGERPRINTED}
+def job_fingerprint(job, skip: tuple[str, ...] = ()) -> dict:
+    """The job's sections, one fingerprint key each, so that a mismatch names the section.
+
+    ``skip``: sections the run fingerprints itself, as they act.
+    """
+    return {f"job.{k}": v for k, v in to_mapping(job).items()
+            if k not in UNFINGERPRINTED + tuple(skip)}
 
 
 @contextmanager
 def resumable_run(run_dir: Path, job, *, restart: bool = False, is_main: bool = True,
-                  extra: dict | None = None) -> Iterator[RunControl]:
+                  skip: tuple[str, ...] = ()) -> Iterator[RunControl]:
     """A `RunControl` for ``run_dir``; the progress file records how the block ends.
 
     Every rank enters it (the checkpoint store's collectives need all of
     them); only the main rank writes the progress file. The caller calls
     ``control.finished()`` once the run's outputs are written.
     """
-    store = CheckpointStore(Path(run_dir) / CHECKPOINTS, {**job_fingerprint(job), **(extra or {})})
+    store = CheckpointStore(Path(run_dir) / CHECKPOINTS, job_fingerprint(job, skip))
     if restart:
         store.clear()
         if is_main:

@@ -126,7 +126,10 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
         joined_here = not dist.is_initialized()
         launch = init_from_environment()
         try:
-            with resumable_run(out_dir, job, restart=restart, is_main=launch.is_main) as control:
+            # magic-core fingerprints train and attribution as they act (memory
+            # budgets resolved to a schedule), so that a requeue on other hardware resumes.
+            with resumable_run(out_dir, job, restart=restart, is_main=launch.is_main,
+                               skip=("train", "attribution")) as control:
                 manifest = _run(job, out_dir, progress, launch, control)
                 control.finished()
                 return manifest

@@ -130,7 +130,11 @@ def _on_engine_step(control: RunControl, run, phase: str, done: int, loop_state)
 def fingerprint(run, corpus, objective, train, attribution, dtype, device) -> dict:
     """What the attribution's numbers depend on, beyond what the caller adds (job, data)."""
     return {
-        "train": to_mapping(train), "attribution": to_mapping(attribution),
+        "train": to_mapping(train),
+        # Where kept states live (memory budgets, spill folder) changes no number; the
+        # schedule they resolve to decides which states a checkpoint holds.
+        "attribution": {"checkpoints": run.checkpoints, "granularity": attribution.granularity,
+                        "sharding": attribution.sharding},
         "corpus": token_rows_digest(corpus.input_ids), "query": objective.summary(),
         "model": model_identity(run.initial_state.params),
         "dtype": str(dtype).replace("torch.", ""), "device": torch.device(device).type,
