@@ -1,7 +1,8 @@
 """Attribution cost against plain training, and magic-core against bergson driven directly.
 
 One run measures the same work several ways, each in a fresh subprocess (so
-peak memory is per workload): a plain PyTorch training run (torch.optim, no
+peak memory is per workload; plain training runs first and last, and the
+mean of the two is the baseline): a plain PyTorch training run (torch.optim, no
 checkpoints), bergson's MAGIC driven directly the way the seed scripts did
 (Trainer.train with checkpoints written to disk, then Trainer.backward),
 `magic_core.attribute` with its defaults (every state kept in memory when it
@@ -195,10 +196,25 @@ def _peak(r, phase):
     return max(r["peak_gib"].values()) if phase == "any" else r["peak_gib"].get(phase, 0.0)
 
 
+def _bracketed_plain(first, last):
+    """Plain training measured before and after the other workloads, averaged.
+
+    Shared machines drift by 10-20 % over minutes; the mean of the two
+    brackets the window in which the others ran.
+    """
+    plain = dict(first)
+    for phase in ("train", "total"):
+        plain[phase] = (first[phase] + last[phase]) / 2
+    plain["total_runs"] = [first["total"], last["total"]]
+    return plain
+
+
 def compare(preset, device, names):
     cfg = PRESETS[preset]
     results = {name: measure(name, cfg, device) for name in names}
+    results["plain"] = _bracketed_plain(results["plain"], measure("plain", cfg, device))
     plain = results["plain"]
+    print(f"plain training runs: {', '.join(f'{t:.2f} s' for t in plain['total_runs'])} (mean used)")
     train_peak = _peak(plain, "train")
     base = plain.get("baseline_gib", 0.0)
     unit = "GPU GiB" if device == "cuda" else "RSS GiB"
@@ -224,9 +240,11 @@ def scaling(preset, device, steps_list=(16, 64, 256), schedules=("all", "sqrt", 
     rows = []
     for steps in steps_list:
         cfg = dict(PRESETS[preset], steps=steps)
-        plain = measure("plain", cfg, device)
-        for schedule in schedules:
-            r = measure("magic_core", cfg, device, checkpoints=schedule)
+        first = measure("plain", cfg, device)
+        runs = {schedule: measure("magic_core", cfg, device, checkpoints=schedule)
+                for schedule in schedules}
+        plain = _bracketed_plain(first, measure("plain", cfg, device))
+        for schedule, r in runs.items():
             rows.append({"steps": steps, "schedule": schedule, "plain_s": plain["total"],
                          "total_s": r["total"], "x_plain": r["total"] / plain["total"],
                          "replayed_steps": r["replayed_steps"],

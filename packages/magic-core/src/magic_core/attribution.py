@@ -18,6 +18,7 @@ from .phases import fingerprint, run_phases
 from .precision import resolve_precision
 from .run_control import RunControl
 from .sharding import check_can_shard, shard_model
+from .update_vjp import AdamUpdateVJP
 
 
 @dataclass
@@ -96,6 +97,7 @@ def attribute(
         checkpoints=attribution.checkpoints, max_grad_norm=train.max_grad_norm,
         show_progress=progress, device_budget=attribution.budget("device_memory"),
         host_budget=attribution.budget("host_memory"), spill_dir=attribution.spill_dir,
+        update_vjp=AdamUpdateVJP.for_config(train, len(stream)),
     )
     query_before = _query_value(objective, model, run.initial_state)
     if control is not None:

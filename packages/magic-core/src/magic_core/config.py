@@ -73,7 +73,7 @@ class AttributionConfig:
     # the ranks (bergson's simple_fsdp; see `sharding`). none: every rank holds
     # the whole model (data parallel when there are several ranks).
     sharding: Sharding = "none"
-    # Where kept states live (see `checkpoint_store`): up to ``device_memory``
+    # Where kept states live (see `state_store`): up to ``device_memory``
     # bytes where training runs, then (GPU runs) ``host_memory`` bytes of host
     # memory, then files in ``spill_dir`` (default: the system temp dir).
     # "auto": none of a GPU's memory, half of the host's available memory.

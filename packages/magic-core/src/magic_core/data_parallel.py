@@ -81,6 +81,21 @@ def trainer_class():
         """Identical to bergson's `Trainer` in one process; exact data parallelism otherwise."""
 
         _share: float = 1.0
+        _captured: dict | None = None  # set by `gradient`
+
+        def gradient(self, state, inputs, *, max_grad_norm=None) -> dict[str, torch.Tensor]:
+            """The step's gradient (reduced over ranks, clipped), traced, without the update.
+
+            Differentiable with respect to the state's parameters and the
+            data weights; the optimizer's part of the step's VJP is then
+            taken by formula (see `update_vjp`).
+            """
+            self._captured = {}
+            try:
+                self.step(state, inputs, trace=True, max_grad_norm=max_grad_norm)
+                return self._captured
+            finally:
+                self._captured = None
 
         def step(self, state, inputs, **kwargs):
             if not dist.is_initialized():
@@ -100,6 +115,13 @@ def trainer_class():
 
         def _apply_update(self, state, grads, *, inplace=False, trace=False, fsdp=False,
                           max_grad_norm=None):
+            if self._captured is not None and not fsdp:
+                if dist.is_initialized():
+                    grads = {k: sum_over_ranks(g * self._share) for k, g in grads.items()}
+                if max_grad_norm:
+                    grads = _clip(grads, max_grad_norm, trace=True)
+                self._captured.update(grads)
+                return state
             if not dist.is_initialized() or fsdp:
                 return super()._apply_update(state, grads, inplace=inplace, trace=trace,
                                              fsdp=fsdp, max_grad_norm=max_grad_norm)

@@ -20,12 +20,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._bergson import engine
-from .checkpoint_store import CheckpointStore, default_budgets, state_bytes
 from .checkpointing import forward_checkpoints, replay_keep, resolve_schedule
 from .data_parallel import trainer_class
 from .errors import ConfigError
 from .memory import PhasePeaks
 from .sharding import is_sharded, sharded_trainer_class
+from .state_store import StateStore, default_budgets, state_bytes
 
 
 def _is_main() -> bool:
@@ -86,6 +86,12 @@ def _check_rows_per_rank(n_rows: int, batch_size: int, world_size: int) -> None:
         )
 
 
+def _grad(outputs: list, inputs: list, cotangents: list) -> list:
+    """The VJP, with zeros for the inputs the outputs do not depend on."""
+    grads = torch.autograd.grad(outputs, inputs, grad_outputs=cotangents, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+
+
 @dataclass
 class Timings:
     seconds: dict[str, float] = field(default_factory=dict)
@@ -105,7 +111,7 @@ class MagicEngine:
     def __init__(self, model: nn.Module, stream, optimizer, *, checkpoints: str = "auto",
                  max_grad_norm: float | None = None, show_progress: bool = True,
                  device_budget: int | None = None, host_budget: int | None = None,
-                 spill_dir: str | None = None):
+                 spill_dir: str | None = None, update_vjp=None):
         self.model = model
         self.stream = stream
         self.max_grad_norm = max_grad_norm
@@ -114,9 +120,13 @@ class MagicEngine:
         trainer = sharded_trainer_class() if self.fsdp else trainer_class()
         self.trainer, self.initial_state = trainer.initialize(model, optimizer)
         self.n_steps = len(stream)
+        # The optimizer's part of each step's VJP by formula (see `update_vjp`);
+        # None (SGD, sharded runs, an unknown optimizer state) leaves it to autograd.
+        self.update_vjp = (update_vjp if update_vjp is not None and not self.fsdp
+                           and update_vjp.applies_to(self.initial_state) else None)
         device = stream.weights.device
         auto_device, auto_host = default_budgets(device)
-        self.kept = CheckpointStore(
+        self.kept = StateStore(
             device, self.initial_state, spill_dir=spill_dir,
             device_budget=auto_device if device_budget is None else device_budget,
             host_budget=auto_host if host_budget is None else host_budget,
@@ -206,6 +216,21 @@ class MagicEngine:
         self.timings.add("replay", t0)
         return state
 
+    def _step_vjp(self, state, index: int, param_cot: list, opt_cot: list):
+        """Cotangents of the state before step ``index`` and of the data weights."""
+        weights = self.stream.weights
+        params = list(state.params.values())
+        if self.update_vjp is None:
+            inputs = state.differentiable_tensors()
+            outputs = self._step(state, index, trace=True).differentiable_tensors()
+            grads = _grad(outputs, inputs + [weights], param_cot + opt_cot)
+            return grads[: len(params)], grads[len(params): len(inputs)], grads[-1]
+        gradient = self.trainer.gradient(state, self.stream[index], max_grad_norm=self.max_grad_norm)
+        direct, grad_cot, opt_cot = self.update_vjp(state, gradient, param_cot, opt_cot)
+        names = list(state.params)
+        pulled = _grad([gradient[k] for k in names], params + [weights], [grad_cot[k] for k in names])
+        return [d + p for d, p in zip(direct, pulled)], opt_cot, pulled[-1]
+
     def backward(self, query_grads: dict[str, torch.Tensor] | None,
                  resume: dict | None = None) -> torch.Tensor:
         """d(query)/d(data weights), by a vector-Jacobian product through every step.
@@ -237,17 +262,9 @@ class MagicEngine:
             state.detach_()
             state.requires_grad = True
             weights.requires_grad_(True)
-            inputs = state.differentiable_tensors()
-            new = self._step(state, target, trace=True)
-            outputs = new.differentiable_tensors()
-            grads = torch.autograd.grad(
-                outputs, inputs + [weights], grad_outputs=param_cot + opt_cot, allow_unused=True,
-            )
-            grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs + [weights])]
-            param_cot = grads[: len(param_cot)]
-            opt_cot = grads[len(param_cot): len(inputs)]
-            weight_grads += grads[-1]
-            del new, outputs, grads, state
+            param_cot, opt_cot, weight_cot = self._step_vjp(state, target, param_cot, opt_cot)
+            weight_grads += weight_cot
+            del state, weight_cot
             if self.on_step is not None:
                 loop = {"target": target - 1, "param_cot": param_cot, "opt_cot": opt_cot,
                         "weight_grads": weight_grads, "stack": stack}

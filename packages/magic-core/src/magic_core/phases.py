@@ -63,7 +63,7 @@ def _state_groups(prefix: str, states) -> dict[str, dict[str, torch.Tensor]]:
 
 
 def _materialized(run, entries):
-    """Kept states may sit in host memory or on disk (see `checkpoint_store`)."""
+    """Kept states may sit in host memory or on disk (see `state_store`)."""
     return [(i, run.kept.materialize(s)) for i, s in entries]
 
 

@@ -54,3 +54,56 @@ def test_memory_sizes_are_read_and_bad_ones_refused():
     assert parse_bytes("0", "x") == 0
     with pytest.raises(mc.ConfigError, match="attribution.device_memory"):
         mc.AttributionConfig(device_memory="lots")
+
+
+def test_spill_files_are_safetensors_and_round_trip(tmp_path):
+    from magic_core.state_files import BLOCK, BufferPool, read_state, write_state
+    from safetensors.torch import load_file
+
+    tensors = {"param.w": torch.randn(7, 5, dtype=torch.float64), "opt.0": torch.randn(33),
+               "rng.cpu": torch.randint(0, 255, (13,), dtype=torch.uint8),
+               "rng.cuda": torch.empty(0, dtype=torch.uint8), "batch_index": torch.tensor(3)}
+    pool = BufferPool()
+    write_state(tmp_path / "s.safetensors", tensors, pool)
+    assert (tmp_path / "s.safetensors").stat().st_size % BLOCK == 0  # whole blocks: direct I/O
+    other_tools = load_file(tmp_path / "s.safetensors")
+    back = read_state(tmp_path / "s.safetensors", pool)
+    for name, t in tensors.items():
+        assert torch.equal(other_tools[name], t) and torch.equal(back[name], t)
+        assert back[name].dtype == t.dtype and back[name].shape == t.shape
+
+
+def test_buffer_pool_reuses_a_buffer_only_once_nothing_views_it(tmp_path):
+    from magic_core.state_files import BufferPool, read_state, write_state
+
+    pool = BufferPool()
+    write_state(tmp_path / "a.safetensors", {"x": torch.arange(1000.0)}, pool)
+    held = read_state(tmp_path / "a.safetensors", pool)
+    other = read_state(tmp_path / "a.safetensors", pool)  # `held` still views the first buffer
+    assert len(pool._buffers) == 2
+    assert torch.equal(held["x"], torch.arange(1000.0)) and torch.equal(other["x"], held["x"])
+    del held
+    read_state(tmp_path / "a.safetensors", pool)
+    assert len(pool._buffers) == 2
+
+
+def test_truncated_spill_file_is_reported(tmp_path):
+    from magic_core.state_files import BufferPool, read_state, write_state
+
+    pool = BufferPool()
+    path = tmp_path / "t.safetensors"
+    write_state(path, {"x": torch.arange(5000.0)}, pool)
+    with open(path, "r+b") as f:
+        f.truncate(4096 + 100)
+    with pytest.raises(OSError, match="truncated"):
+        read_state(path, pool)
+
+
+def test_spill_files_without_direct_io(tmp_path, monkeypatch):
+    # tmpfs and macOS have no O_DIRECT: the same files through the page cache.
+    from magic_core import state_files
+
+    monkeypatch.setattr(state_files, "_DIRECT", 0)
+    pool = state_files.BufferPool()
+    state_files.write_state(tmp_path / "p.safetensors", {"x": torch.arange(10.0)}, pool)
+    assert torch.equal(state_files.read_state(tmp_path / "p.safetensors", pool)["x"], torch.arange(10.0))

@@ -10,8 +10,9 @@ the first tier with room:
    modified later.
 2. **host** (CUDA runs only): copied to host memory by a background thread
    on a side stream, so the copy overlaps the next steps.
-3. **disk**: written as one safetensors file per state by a background
-   thread, and read back ahead of time during the backward (`prefetch`).
+3. **disk**: written as one file per state by a background thread with
+   direct I/O (see `state_files`), and read back ahead of time during the
+   backward (`prefetch`) into reused buffers.
 
 A state in a slower tier is an `Offloaded` entry; `materialize` turns an
 entry back into a state on the run's device, waiting for its copy or read.
@@ -29,10 +30,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from .memory import available_host_memory
 from .sharding import local_shard
+from .state_files import BufferPool, read_state, write_state
 
 
 def state_bytes(state) -> int:
@@ -62,7 +63,7 @@ class Offloaded:
         self._loaded: Future | None = None
 
 
-class CheckpointStore(dict):
+class StateStore(dict):
     """``{step: state or Offloaded}``, filled by `keep` within the budgets."""
 
     def __init__(self, device: torch.device, template, *, device_budget: int, host_budget: int,
@@ -79,6 +80,7 @@ class CheckpointStore(dict):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="magic-ckpt")
         self._side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._pending = threading.BoundedSemaphore(2)
+        self._pool = BufferPool()  # used by the worker thread only
 
     # -- placing ---------------------------------------------------------------
     def keep(self, step: int, state) -> None:
@@ -108,10 +110,14 @@ class CheckpointStore(dict):
 
         def copy():
             try:
-                host = self._to_host(tensors, ready)
                 if target is None:
-                    return host
-                save_file(host, target)
+                    return self._to_host(tensors, ready)
+                if ready is None:
+                    write_state(target, tensors, self._pool)
+                else:
+                    with torch.cuda.stream(self._side):
+                        self._side.wait_event(ready)
+                        write_state(target, tensors, self._pool)
                 return target
             finally:
                 self._pending.release()
@@ -143,9 +149,15 @@ class CheckpointStore(dict):
         from .phases import state_from_tensors
 
         stored = entry._future.result()
-        tensors = load_file(stored) if isinstance(stored, Path) else stored
         if isinstance(stored, Path):
+            tensors = read_state(stored, self._pool)
             stored.unlink(missing_ok=True)
+            # The small ones are copied out so that only params and optimizer
+            # tensors hold the pool's buffer (until the state is dropped).
+            tensors = {k: (t if k.startswith(("param.", "opt.")) else t.clone())
+                       for k, t in tensors.items()}
+        else:
+            tensors = stored
         if self._side is not None:
             with torch.cuda.stream(self._side):
                 tensors = {k: (t.to(self.device) if k.startswith(("param.", "opt.")) else t)
@@ -172,6 +184,7 @@ class CheckpointStore(dict):
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
+        self._pool.clear()
         if self._spill_dir is not None:
             shutil.rmtree(self._spill_dir, ignore_errors=True)
             self._spill_dir = None
