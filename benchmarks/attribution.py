@@ -1,8 +1,8 @@
 """Attribution cost against plain training, and magic-core against bergson driven directly.
 
 One run measures the same work several ways, each in a fresh subprocess (so
-peak memory is per workload; plain training runs first and last, and the
-mean of the two is the baseline): a plain PyTorch training run (torch.optim, no
+peak memory is per workload; plain training runs before and after every
+other workload, whose ratio uses the mean of those two): a plain PyTorch training run (torch.optim, no
 checkpoints), bergson's MAGIC driven directly the way the seed scripts did
 (Trainer.train with checkpoints written to disk, then Trainer.backward),
 `magic_core.attribute` with its defaults (every state kept in memory when it
@@ -197,10 +197,10 @@ def _peak(r, phase):
 
 
 def _bracketed_plain(first, last):
-    """Plain training measured before and after the other workloads, averaged.
+    """Plain training measured just before and just after a workload, averaged.
 
-    Shared machines drift by 10-20 % over minutes; the mean of the two
-    brackets the window in which the others ran.
+    Shared machines drift by 10-30 % over minutes; the mean of the two
+    brackets the window in which the workload ran.
     """
     plain = dict(first)
     for phase in ("train", "total"):
@@ -210,28 +210,40 @@ def _bracketed_plain(first, last):
 
 
 def compare(preset, device, names):
+    """Every workload between two plain runs (P W1 P W2 P ...): its ratio uses those two."""
     cfg = PRESETS[preset]
-    results = {name: measure(name, cfg, device) for name in names}
-    results["plain"] = _bracketed_plain(results["plain"], measure("plain", cfg, device))
-    plain = results["plain"]
-    print(f"plain training runs: {', '.join(f'{t:.2f} s' for t in plain['total_runs'])} (mean used)")
+    others = [n for n in names if n != "plain"]
+    plains = [measure("plain", cfg, device)]
+    results, baselines = {}, {}
+    for name in others:
+        results[name] = measure(name, cfg, device)
+        plains.append(measure("plain", cfg, device))
+        baselines[name] = _bracketed_plain(plains[-2], plains[-1])
+    plain = dict(plains[0])
+    plain["total_runs"] = [p["total"] for p in plains]
+    plain["train"] = plain["total"] = sum(plain["total_runs"]) / len(plains)
+    results = {"plain": plain, **results}
+    baselines["plain"] = plain
+    print(f"plain training runs: {', '.join(f'{p:.2f} s' for p in plain['total_runs'])}")
     train_peak = _peak(plain, "train")
     base = plain.get("baseline_gib", 0.0)
     unit = "GPU GiB" if device == "cuda" else "RSS GiB"
     print(f"preset {preset} on {device}: {cfg}")
     print(f"{'workload':<16} {'train s':>8} {'query s':>8} {'backward s':>10} {'total s':>8} "
-          f"{'x plain':>8} {'peak ' + unit:>13} {'x train peak':>13}")
+          f"{'plain s':>8} {'x plain':>8} {'peak ' + unit:>13} {'x train peak':>13}")
     ratios = {}
     for name, r in results.items():
         peak = _peak(r, "backward" if "backward" in r["peak_gib"] else "any")
         mem_ratio = peak / train_peak
         above = ((peak - base) / (train_peak - base)) if device != "cuda" else None
-        ratios[name] = {"time_over_plain": r["total"] / plain["total"],
+        base_s = baselines[name]["total"]
+        ratios[name] = {"time_over_plain": r["total"] / base_s, "plain_s": base_s,
                         "backward_peak_over_train_peak": mem_ratio,
                         "backward_peak_over_train_peak_above_baseline": above}
         extra = f"  ({above:.2f}x above baseline)" if above is not None else ""
         print(f"{name:<16} {r['train']:>8.2f} {r.get('query', 0):>8.2f} {r.get('backward', 0):>10.2f} "
-              f"{r['total']:>8.2f} {r['total'] / plain['total']:>8.2f} {peak:>13.2f} {mem_ratio:>13.2f}{extra}")
+              f"{r['total']:>8.2f} {base_s:>8.2f} {r['total'] / base_s:>8.2f} {peak:>13.2f} "
+              f"{mem_ratio:>13.2f}{extra}")
     return {"preset": preset, "config": cfg, "device": device, "results": results, "ratios": ratios}
 
 
