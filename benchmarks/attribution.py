@@ -270,6 +270,18 @@ def scaling(preset, device, steps_list=(16, 64, 256), schedules=("all", "sqrt", 
     return {"preset": preset, "device": device, "rows": rows}
 
 
+def scaling_table(data) -> str:
+    """The scaling rows as a markdown table."""
+    lines = [f"# Attribution cost against steps ({data['preset']}, {data['device']})", "",
+             "| steps | schedule | plain training s | magic-core total s | x plain | replayed steps "
+             "| backward peak GiB | plain training peak GiB |", "|---|---|---|---|---|---|---|---|"]
+    for r in data["rows"]:
+        lines.append(f"| {r['steps']} | {r['schedule']} | {r['plain_s']:.2f} | {r['total_s']:.2f} "
+                     f"| {r['x_plain']:.2f} | {r['replayed_steps']} | {r['backward_peak_gib']:.2f} "
+                     f"| {r['train_peak_gib']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_scaling(data, path):
     import matplotlib
 
@@ -312,6 +324,7 @@ def main():
     if args.scaling:
         data = scaling(args.preset, args.device)
         plot_scaling(data, target.with_suffix(".png"))
+        target.with_suffix(".md").write_text(scaling_table(data))
     else:
         names = ["plain"] + [n for n in args.only.split(",") if n and n != "plain"]
         data = compare(args.preset, args.device, names)
