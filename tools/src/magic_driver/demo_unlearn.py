@@ -25,15 +25,18 @@ CHANCE = 0.25
 TARGET = CHANCE + 0.10
 DEMO_LRS = (5e-4, 8e-4)  # where every recipe reaches the target (benchmarks: lower lrs do not)
 # The attribution-weighted variant that keeps the most general accuracy at
-# forget accuracy <= TARGET in benchmarks/results/unlearn-frontier.md: clip 1
-# stops the few answer-letter tokens (scores ~20x the prose's) from dominating,
-# and the KL term to the base model on retain text keeps the shared
-# answer-by-letter skill that ascent on those tokens erodes.
+# forget accuracy <= TARGET over 40 steps in benchmarks/results/unlearn-frontier.md:
+# clip 1 stops the few answer-letter tokens (scores ~20x the prose's) from
+# dominating, and the KL term to the base model on retain text keeps the
+# shared answer-by-letter skill that ascent on those tokens erodes.
 BEST_ATTRIBUTION = {"clip": 1.0, "retain_kl": 10.0}
-# label -> (recipe, options)
+# label -> (recipe, options). Gradient ascent runs with the same KL term too:
+# the KL term, not the attribution weights, does most of the keeping (with
+# 240 steps and retain_kl 20 gradient ascent even does better, see the frontier).
 DEMO_RECIPES = {
     "attribution-weighted": ("attribution-weighted", BEST_ATTRIBUTION),
     "gradient-ascent": ("gradient-ascent", {}),
+    "gradient-ascent-kl": ("gradient-ascent", {"retain_kl": BEST_ATTRIBUTION["retain_kl"]}),
     "gradient-difference": ("gradient-difference", {}),
 }
 
