@@ -115,26 +115,28 @@ def trainer_class():
 
         def _apply_update(self, state, grads, *, inplace=False, trace=False, fsdp=False,
                           max_grad_norm=None):
-            if self._captured is not None and not fsdp:
-                if dist.is_initialized():
-                    grads = {k: sum_over_ranks(g * self._share) for k, g in grads.items()}
-                if max_grad_norm:
-                    grads = _clip(grads, max_grad_norm, trace=True)
-                self._captured.update(grads)
-                return state
-            if not dist.is_initialized() or fsdp:
+            capture = self._captured is not None
+            if fsdp or not (capture or dist.is_initialized()):
                 return super()._apply_update(state, grads, inplace=inplace, trace=trace,
                                              fsdp=fsdp, max_grad_norm=max_grad_norm)
-            if trace:
-                grads = {k: sum_over_ranks(g * self._share) for k, g in grads.items()}
-            else:
-                for g in grads.values():
-                    g.mul_(self._share)
-                    dist.all_reduce(g)
-            if max_grad_norm:
-                grads = _clip(grads, max_grad_norm, trace)
+            grads = self._reduced_and_clipped(grads, trace or capture, max_grad_norm)
+            if capture:
+                self._captured.update(grads)
+                return state
             # fsdp=True only tells bergson the gradients are already reduced.
             return super()._apply_update(state, grads, inplace=inplace, trace=trace,
                                          fsdp=True, max_grad_norm=None)
+
+        def _reduced_and_clipped(self, grads, trace: bool, max_grad_norm):
+            if dist.is_initialized():
+                if trace:
+                    grads = {k: sum_over_ranks(g * self._share) for k, g in grads.items()}
+                else:
+                    for g in grads.values():
+                        g.mul_(self._share)
+                        dist.all_reduce(g)
+            if max_grad_norm:
+                grads = _clip(grads, max_grad_norm, trace)
+            return grads
 
     return DataParallelTrainer

@@ -147,7 +147,7 @@ def read_state(path: Path, pool: BufferPool) -> dict[str, torch.Tensor]:
             continue
         begin, end = info["data_offsets"]
         dtype = _FROM_NAME[info["dtype"]]
-        count = (end - begin) // torch.empty(0, dtype=dtype).element_size()
+        count = (end - begin) // dtype.itemsize
         if start + end > size:
             raise OSError(f"{path} is truncated: {name} ends past the file")
         t = (torch.frombuffer(buf, dtype=dtype, count=count, offset=start + begin) if count
