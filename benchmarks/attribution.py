@@ -2,13 +2,13 @@
 
 One run measures the same work several ways, each in a fresh subprocess (so
 peak memory is per workload; plain training runs before and after every
-other workload, whose ratio uses the mean of those two): a plain PyTorch training run (torch.optim, no
-checkpoints), bergson's MAGIC driven directly the way the seed scripts did
-(Trainer.train with checkpoints written to disk, then Trainer.backward),
-`magic_core.attribute` with its defaults (every state kept in memory when it
-fits), and magic-core with no checkpoint memory (every state spilled to
-disk: the memory-bounded configuration). Ratios are what to compare across
-machines; seconds are this machine's.
+other workload, whose ratio uses the mean of those two): a plain PyTorch
+training run (torch.optim, no checkpoints), bergson's MAGIC driven directly
+the way the seed scripts did (Trainer.train with checkpoints written to
+disk, then Trainer.backward), `magic_core.attribute` with its defaults (what
+`magic attribute` does), and magic-core with each schedule and placement
+pinned (see WORKLOADS). Ratios are what to compare across machines; seconds
+are this machine's.
 
 Memory is the peak of the phase: on CUDA, GPU memory allocated; on CPU,
 resident memory sampled every 5 ms, also shown above the process's resident
@@ -147,19 +147,27 @@ def magic_core_run(cfg, device, checkpoints="auto", device_memory="auto"):
     out["schedule"] = result.schedule
     out["kept_states"] = result.kept_states["placed"]
     out["replayed_steps"] = result.replayed_steps
+    out["replayed_updates"] = result.replayed_updates
+    out["kept_gradients"] = result.kept_gradients["placed"]
     return out
 
 
 WORKLOADS = {
     "plain": plain_training,
     "bergson": bergson_direct,
+    # The defaults (checkpoints and memory "auto"): what `magic attribute` does.
     "magic_core": magic_core_run,
-    # Memory-bounded: no kept state in memory, every one written to disk.
-    "magic_core_disk": lambda cfg, device: magic_core_run(cfg, device, device_memory="0"),
-    # sqrt(n) kept states: replays each segment once in the backward.
-    "magic_core_sqrt": lambda cfg, device: magic_core_run(cfg, device, checkpoints="sqrt"),
-    # Every state kept where training runs (on a GPU: GPU memory), the speed floor.
-    "magic_core_device": lambda cfg, device: magic_core_run(cfg, device, device_memory="1TiB"),
+    # Every state kept where training runs (on a GPU: GPU memory): no replay at all.
+    "magic_core_all_memory": lambda cfg, device: magic_core_run(cfg, device, "all", "1TiB"),
+    # Every state on disk, none in memory.
+    "magic_core_all_disk": lambda cfg, device: magic_core_run(cfg, device, "all", "0"),
+    # sqrt(n) kept states in memory: replays recompute each segment's steps once.
+    "magic_core_sqrt": lambda cfg, device: magic_core_run(cfg, device, "sqrt", "1TiB"),
+    # sqrt(n) states and every step's gradient, in memory: replays apply the
+    # kept gradients (optimizer arithmetic) instead of recomputing steps.
+    "magic_core_gradients_memory": lambda cfg, device: magic_core_run(cfg, device, "gradients", "1TiB"),
+    # The same with states and gradients on disk.
+    "magic_core_gradients_disk": lambda cfg, device: magic_core_run(cfg, device, "gradients", "0"),
 }
 _MEMORY = None  # the child's PhasePeaks
 
@@ -209,28 +217,38 @@ def _bracketed_plain(first, last):
     return plain
 
 
-def compare(preset, device, names):
-    """Every workload between two plain runs (P W1 P W2 P ...): its ratio uses those two."""
+def compare(preset, device, names, repeat=1):
+    """Every workload between two plain runs (P W1 P W2 P ...): its ratio uses those two.
+
+    With ``repeat`` > 1 the whole sequence runs that many times; the table
+    shows each workload's median-ratio run and the range of its ratios.
+    """
     cfg = PRESETS[preset]
     others = [n for n in names if n != "plain"]
     plains = [measure("plain", cfg, device)]
-    results, baselines = {}, {}
-    for name in others:
-        results[name] = measure(name, cfg, device)
-        plains.append(measure("plain", cfg, device))
-        baselines[name] = _bracketed_plain(plains[-2], plains[-1])
+    runs = {name: [] for name in others}  # (result, bracketing plain)
+    for _ in range(repeat):
+        for name in others:
+            result = measure(name, cfg, device)
+            plains.append(measure("plain", cfg, device))
+            runs[name].append((result, _bracketed_plain(plains[-2], plains[-1])))
     plain = dict(plains[0])
     plain["total_runs"] = [p["total"] for p in plains]
     plain["train"] = plain["total"] = sum(plain["total_runs"]) / len(plains)
-    results = {"plain": plain, **results}
-    baselines["plain"] = plain
+    results, baselines, spread = {"plain": plain}, {"plain": plain}, {"plain": [1.0]}
+    for name, pairs in runs.items():
+        pairs = sorted(pairs, key=lambda rb: rb[0]["total"] / rb[1]["total"])
+        results[name], baselines[name] = pairs[(len(pairs) - 1) // 2]
+        spread[name] = [r["total"] / b["total"] for r, b in pairs]
+        results[name]["all_runs"] = [{"total": r["total"], "plain": b["total"]} for r, b in pairs]
     print(f"plain training runs: {', '.join(f'{p:.2f} s' for p in plain['total_runs'])}")
     train_peak = _peak(plain, "train")
     base = plain.get("baseline_gib", 0.0)
     unit = "GPU GiB" if device == "cuda" else "RSS GiB"
-    print(f"preset {preset} on {device}: {cfg}")
-    print(f"{'workload':<16} {'train s':>8} {'query s':>8} {'backward s':>10} {'total s':>8} "
-          f"{'plain s':>8} {'x plain':>8} {'peak ' + unit:>13} {'x train peak':>13}")
+    print(f"preset {preset} on {device}: {cfg}" + (f", median of {repeat} runs" if repeat > 1 else ""))
+    width = max(len(n) for n in results)
+    print(f"{'workload':<{width}} {'train s':>8} {'query s':>8} {'backward s':>10} {'total s':>8} "
+          f"{'plain s':>8} {'x plain':>8} {'range':>11} {'peak ' + unit:>13} {'x train peak':>13}")
     ratios = {}
     for name, r in results.items():
         peak = _peak(r, "backward" if "backward" in r["peak_gib"] else "any")
@@ -238,16 +256,19 @@ def compare(preset, device, names):
         above = ((peak - base) / (train_peak - base)) if device != "cuda" else None
         base_s = baselines[name]["total"]
         ratios[name] = {"time_over_plain": r["total"] / base_s, "plain_s": base_s,
+                        "time_over_plain_runs": spread[name],
                         "backward_peak_over_train_peak": mem_ratio,
                         "backward_peak_over_train_peak_above_baseline": above}
         extra = f"  ({above:.2f}x above baseline)" if above is not None else ""
-        print(f"{name:<16} {r['train']:>8.2f} {r.get('query', 0):>8.2f} {r.get('backward', 0):>10.2f} "
-              f"{r['total']:>8.2f} {base_s:>8.2f} {r['total'] / base_s:>8.2f} {peak:>13.2f} "
-              f"{mem_ratio:>13.2f}{extra}")
-    return {"preset": preset, "config": cfg, "device": device, "results": results, "ratios": ratios}
+        span = f"{min(spread[name]):.2f}-{max(spread[name]):.2f}"
+        print(f"{name:<{width}} {r['train']:>8.2f} {r.get('query', 0):>8.2f} "
+              f"{r.get('backward', 0):>10.2f} {r['total']:>8.2f} {base_s:>8.2f} "
+              f"{r['total'] / base_s:>8.2f} {span:>11} {peak:>13.2f} {mem_ratio:>13.2f}{extra}")
+    return {"preset": preset, "config": cfg, "device": device, "repeat": repeat,
+            "results": results, "ratios": ratios}
 
 
-def scaling(preset, device, steps_list=(16, 64, 256), schedules=("all", "sqrt", "log")):
+def scaling(preset, device, steps_list=(16, 64, 256), schedules=("all", "sqrt", "log", "gradients")):
     """Total time and backward peak memory of magic-core against steps, per schedule."""
     rows = []
     for steps in steps_list:
@@ -260,6 +281,7 @@ def scaling(preset, device, steps_list=(16, 64, 256), schedules=("all", "sqrt", 
             rows.append({"steps": steps, "schedule": schedule, "plain_s": plain["total"],
                          "total_s": r["total"], "x_plain": r["total"] / plain["total"],
                          "replayed_steps": r["replayed_steps"],
+                         "replayed_updates": r["replayed_updates"],
                          "backward_peak_gib": _peak(r, "backward"),
                          "train_peak_gib": _peak(plain, "train"),
                          "baseline_gib": plain.get("baseline_gib", 0.0)})
@@ -312,8 +334,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", default="bergson,magic_core,magic_core_disk",
+    parser.add_argument("--only", default="bergson,magic_core,magic_core_all_memory",
                         help="comma-separated workloads (plain is always run)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the whole sequence this many times; report medians")
     parser.add_argument("--scaling", action="store_true",
                         help="steps 16/64/256 x schedules all/sqrt/log instead; writes a PNG too")
     parser.add_argument("--json", default=None, help="where to write the results (default: "
@@ -327,7 +351,7 @@ def main():
         target.with_suffix(".md").write_text(scaling_table(data))
     else:
         names = ["plain"] + [n for n in args.only.split(",") if n and n != "plain"]
-        data = compare(args.preset, args.device, names)
+        data = compare(args.preset, args.device, names, args.repeat)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {target}")

@@ -39,5 +39,5 @@ fi
 
 echo "== 3. attribution cost, gpu preset"
 timeout 420 python3 benchmarks/attribution.py --preset gpu --device cuda \
-  --only "${BENCH_ONLY:-bergson,magic_core,magic_core_sqrt,magic_core_device}" \
+  --only "${BENCH_ONLY:-bergson,magic_core,magic_core_all_memory,magic_core_gradients_memory}" \
   --json "$OUT/attribution-gpu.json" 2>&1 | grep -v -E "it/s\]|s/it\]|Warning|warn" | tee "$OUT/attribution-gpu.txt"

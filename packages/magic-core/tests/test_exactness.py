@@ -59,7 +59,7 @@ def test_per_example_scores_match_finite_differences_for_every_schedule(
     cfg = train_config(optimizer)
     results = {
         mode: run(make_neox, tokenizer, small_corpus, objective, cfg, checkpoints=mode)
-        for mode in ("all", "sqrt", "log")
+        for mode in ("all", "sqrt", "log", "gradients")
     }
     first = results["all"]
     fd = finite_difference_scores(
@@ -72,6 +72,9 @@ def test_per_example_scores_match_finite_differences_for_every_schedule(
     assert torch.allclose(results["sqrt"].per_example, first.per_example, rtol=1e-12, atol=0)
     assert torch.allclose(results["log"].per_example, first.per_example, rtol=1e-12, atol=0)
     assert results["all"].replayed_steps == 0 < results["log"].replayed_steps
+    # Applying a kept gradient again repeats the step's update bit for bit.
+    assert torch.equal(results["gradients"].per_example, first.per_example)
+    assert results["gradients"].replayed_steps == 0 < results["gradients"].replayed_updates
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])

@@ -74,10 +74,12 @@ def assert_identical(got, want):
     assert got.train_losses == want.train_losses
     assert got.query_after == want.query_after and got.query_before == want.query_before
     assert got.replayed_steps == want.replayed_steps
+    assert got.replayed_updates == want.replayed_updates
 
 
 STOPS = [("train", 2, "sqrt"), ("train", 5, "log"), ("query", 1, "sqrt"),
-         ("backward", 1, "sqrt"), ("backward", 3, "log"), ("backward", 4, "all")]
+         ("backward", 1, "sqrt"), ("backward", 3, "log"), ("backward", 4, "all"),
+         ("train", 3, "gradients"), ("query", 1, "gradients"), ("backward", 2, "gradients")]
 
 
 @pytest.mark.parametrize("phase, step, checkpoints", STOPS)

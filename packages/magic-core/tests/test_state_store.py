@@ -3,7 +3,12 @@
 import magic_core as mc
 import pytest
 import torch
-from magic_core.checkpointing import resolve_schedule
+from magic_core.checkpointing import (
+    forward_checkpoints,
+    kept_gradients,
+    replay_keep,
+    resolve_schedule,
+)
 from magic_core.memory import parse_bytes
 
 
@@ -42,10 +47,59 @@ def test_auto_keeps_every_state_when_they_fit(make_neox, tokenizer, small_corpus
     assert result.schedule == "all" and result.replayed_steps == 0
 
 
-def test_auto_falls_back_to_sqrt_without_room(tmp_path):
+def test_auto_falls_back_to_gradients_or_sqrt_without_room(tmp_path):
+    no_room = {"device": 0, "host": 0}
     assert resolve_schedule("auto", 64, 10**6, {"device": 64 * 10**6, "host": 0}, str(tmp_path)) == "all"
-    assert resolve_schedule("auto", 64, 10**18, {"device": 0, "host": 0}, str(tmp_path)) == "sqrt"
-    assert resolve_schedule("log", 64, 10**18, {"device": 0, "host": 0}, None) == "log"
+    assert resolve_schedule("auto", 64, 10**18, no_room, str(tmp_path)) == "gradients"
+    assert resolve_schedule("auto", 64, 10**18, no_room, str(tmp_path), gradients_apply=False) == "sqrt"
+    # Sharded runs without memory for every state spill them all when the disk has room.
+    assert resolve_schedule("auto", 64, 10**6, no_room, str(tmp_path), gradients_apply=False) == "all"
+    assert resolve_schedule("log", 64, 10**18, no_room, None) == "log"
+    with pytest.raises(mc.ConfigError, match="sharding: none"):
+        resolve_schedule("gradients", 64, 10**6, no_room, None, gradients_apply=False)
+
+
+@pytest.mark.parametrize("n_steps", range(1, 40))
+def test_the_gradients_schedule_keeps_exactly_the_gradients_its_replays_apply(n_steps):
+    # The engine's backward walk: a target is the top of the stack (popped)
+    # or replayed to from it, the replay pushing the states it passes.
+    stack = list(forward_checkpoints(n_steps, "gradients"))
+    applied = []
+    for target in range(n_steps - 1, -1, -1):
+        start = stack[-1]
+        if start == target:
+            stack.pop()
+            continue
+        next_keep = replay_keep(start, target, "gradients")
+        while start < target:
+            applied.append(start)
+            start += 1
+            if start == next_keep and start < target:
+                stack.append(start)
+                next_keep = replay_keep(start, target, "gradients")
+    assert stack == []
+    assert sorted(applied) == sorted(kept_gradients(n_steps, "gradients"))  # each one, once
+
+
+def test_kept_gradients_in_memory_or_on_disk_give_identical_scores(
+    make_neox, tokenizer, small_corpus, objective, tmp_path
+):
+    every_state = run(make_neox, tokenizer, small_corpus, objective, checkpoints="all")
+    in_memory = run(make_neox, tokenizer, small_corpus, objective, checkpoints="gradients")
+    n_steps = len(in_memory.train_losses)
+    assert in_memory.kept_gradients["placed"]["device"] == len(kept_gradients(n_steps, "gradients"))
+    assert in_memory.replayed_steps == 0
+    assert in_memory.replayed_updates == len(kept_gradients(n_steps, "gradients")) > 0
+    assert torch.equal(in_memory.per_token, every_state.per_token)
+    one_state = every_state.kept_states["bytes"]["device"] // n_steps
+    # States and gradients draw on one budget: some stay, the rest go to files.
+    for budget in ("0", str(one_state + one_state // 2)):
+        spilled = run(make_neox, tokenizer, small_corpus, objective, checkpoints="gradients",
+                      device_memory=budget, spill_dir=str(tmp_path))
+        placed = spilled.kept_gradients["placed"]
+        assert placed["disk"] > 0 and placed["device"] == (0 if budget == "0" else 1)
+        assert torch.equal(spilled.per_token, every_state.per_token)
+        assert list(tmp_path.rglob("*.safetensors")) == []
 
 
 def test_memory_sizes_are_read_and_bad_ones_refused():

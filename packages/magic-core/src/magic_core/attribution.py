@@ -37,6 +37,8 @@ class AttributionResult:
     timings: dict[str, float] = field(default_factory=dict)
     schedule: str = ""  # the checkpoint schedule used ("auto" resolved)
     kept_states: dict = field(default_factory=dict)  # how many states each tier held
+    kept_gradients: dict = field(default_factory=dict)  # the same for the ``gradients`` schedule
+    replayed_updates: int = 0  # updates applied again from kept gradients (no recomputation)
     peak_memory: dict = field(default_factory=dict)  # bytes per phase (GPU allocated, or resident)
 
 
@@ -117,5 +119,7 @@ def attribute(
         timings=dict(run.timings.seconds),
         schedule=run.checkpoints,
         kept_states=run.kept.summary(),
+        kept_gradients=run.gradients.summary(),
+        replayed_updates=run.replayed_updates,
         peak_memory=dict(run.memory.peaks),
     )

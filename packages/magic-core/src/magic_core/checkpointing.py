@@ -2,9 +2,15 @@
 
 A state is "before step i". Schedules trade memory for recomputation:
 
-* ``auto``: ``all`` when every state fits the checkpoint store's budgets
-  (memory, then the spill directory's free disk), else ``sqrt``.
+* ``auto``: ``all`` when every state fits the store's memory budgets, else
+  ``gradients`` (unsharded runs; what does not fit in memory is spilled to
+  disk), else ``all`` when the spill directory has room for every state,
+  else ``sqrt``.
 * ``all``: keep every state; the backward never replays.
+* ``gradients``: keep every ceil(sqrt(n))-th state and every step's
+  gradient (a third of an Adam state); the backward rebuilds each segment's
+  states by applying the kept gradients again, which is optimizer
+  arithmetic only: no forward or backward pass is recomputed.
 * ``sqrt``: keep every ceil(sqrt(n))-th state; the backward replays each
   segment once, keeping its states (about 2 sqrt(n) states, n extra steps).
 * ``log``: keep states at repeated halvings of what remains; a replay keeps
@@ -17,12 +23,14 @@ import math
 import shutil
 import tempfile
 
+from .errors import ConfigError
+
 
 def forward_checkpoints(n_steps: int, mode: str) -> list[int]:
     """Indices of the states to keep while training forward."""
     if mode == "all":
         return list(range(n_steps))
-    if mode == "sqrt":
+    if mode in ("sqrt", "gradients"):
         return list(range(0, n_steps, max(1, math.isqrt(n_steps - 1) + 1 if n_steps > 1 else 1)))
     if mode == "log":
         kept, i = [], 0
@@ -33,6 +41,18 @@ def forward_checkpoints(n_steps: int, mode: str) -> list[int]:
     raise ValueError(f"unknown checkpoint schedule {mode!r}")
 
 
+def kept_gradients(n_steps: int, mode: str) -> set[int]:
+    """Steps whose gradient the ``gradients`` schedule keeps: those its replays apply.
+
+    A segment's replay stops before its last step (the state after it is
+    the next kept state), so that step's gradient is never needed.
+    """
+    if mode != "gradients":
+        return set()
+    kept = set(forward_checkpoints(n_steps, mode))
+    return {i for i in range(n_steps - 1) if i + 1 not in kept}
+
+
 def replay_keep(start: int, target: int, mode: str) -> int:
     """While replaying from ``start`` to reach ``target``, the next state to keep."""
     if mode == "log":
@@ -41,12 +61,25 @@ def replay_keep(start: int, target: int, mode: str) -> int:
 
 
 def resolve_schedule(mode: str, n_steps: int, state_size: int, budgets: dict[str, int],
-                     spill_dir: str | None) -> str:
-    """The concrete schedule for ``mode`` (``auto`` becomes ``all`` or ``sqrt``)."""
+                     spill_dir: str | None, *, gradients_apply: bool = True) -> str:
+    """The concrete schedule for ``mode`` (``auto`` becomes ``all``, ``gradients`` or ``sqrt``).
+
+    ``gradients_apply`` is False where a step's update cannot be applied
+    again from a kept gradient (sharded runs).
+    """
+    if mode == "gradients" and not gradients_apply:
+        raise ConfigError("attribution.checkpoints: gradients needs an unsharded run "
+                          "(attribution.sharding: none); use sqrt, log or auto with fsdp")
     if mode != "auto":
         forward_checkpoints(n_steps, mode)  # rejects unknown names
         return mode
     room = sum(budgets.values())
+    if n_steps * state_size <= room:
+        return "all"
+    if gradients_apply:
+        # A third of the bytes of `all` (less on disk, fewer reads), and its
+        # replays cost optimizer arithmetic only.
+        return "gradients"
     try:
         # Leave a tenth of the disk to everything else.
         room += int(shutil.disk_usage(spill_dir or tempfile.gettempdir()).free * 0.9)

@@ -11,7 +11,7 @@ from .precision import resolve_precision
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 LRSchedule = Literal["constant", "linear", "cosine"]
-CheckpointSchedule = Literal["auto", "all", "sqrt", "log"]
+CheckpointSchedule = Literal["auto", "all", "sqrt", "log", "gradients"]
 Granularity = Literal["per-example", "per-token"]
 Sharding = Literal["none", "fsdp"]
 

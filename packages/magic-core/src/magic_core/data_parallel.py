@@ -82,6 +82,9 @@ def trainer_class():
 
         _share: float = 1.0
         _captured: dict | None = None  # set by `gradient`
+        # Called with each untraced step's gradient as the update consumes it
+        # (reduced, clipped); `apply_gradient` repeats that update exactly.
+        record_gradient = None
 
         def gradient(self, state, inputs, *, max_grad_norm=None) -> dict[str, torch.Tensor]:
             """The step's gradient (reduced over ranks, clipped), traced, without the update.
@@ -113,16 +116,25 @@ def trainer_class():
             self._last_loss = float(loss)
             return new
 
+        def apply_gradient(self, state, grads):
+            """The state after ``state``'s update with a recorded gradient (bitwise the step's)."""
+            # fsdp=True: the gradient is already reduced (and clipped).
+            return base._apply_update(self, state, grads, fsdp=True, max_grad_norm=None)
+
         def _apply_update(self, state, grads, *, inplace=False, trace=False, fsdp=False,
                           max_grad_norm=None):
             capture = self._captured is not None
-            if fsdp or not (capture or dist.is_initialized()):
+            record = self.record_gradient is not None and not (trace or capture or fsdp)
+            if fsdp or not (capture or record or dist.is_initialized()):
                 return super()._apply_update(state, grads, inplace=inplace, trace=trace,
                                              fsdp=fsdp, max_grad_norm=max_grad_norm)
             grads = self._reduced_and_clipped(grads, trace or capture, max_grad_norm)
             if capture:
                 self._captured.update(grads)
                 return state
+            if record:
+                # The update below reads the gradient without changing it.
+                self.record_gradient(grads)
             # fsdp=True only tells bergson the gradients are already reduced.
             return super()._apply_update(state, grads, inplace=inplace, trace=trace,
                                          fsdp=True, max_grad_norm=None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import datasets
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._bergson import engine
-from .checkpointing import forward_checkpoints, replay_keep, resolve_schedule
+from .checkpointing import forward_checkpoints, kept_gradients, replay_keep, resolve_schedule
 from .data_parallel import trainer_class
 from .errors import ConfigError
 from .memory import PhasePeaks
@@ -134,11 +135,16 @@ class MagicEngine:
         self.memory = PhasePeaks(device)
         self.checkpoints = resolve_schedule(
             checkpoints, self.n_steps, state_bytes(self.initial_state), self.kept.budgets, spill_dir,
+            gradients_apply=not self.fsdp,
         )
+        # The ``gradients`` schedule's kept gradients, within the same budgets.
+        self.gradients = StateStore(device, self.initial_state, spill_dir=spill_dir,
+                                    kind="gradient", shares_budgets_with=self.kept)
         self.final_state = None
         self.losses: list[float] = []
         self.timings = Timings()
-        self.replayed_steps = 0
+        self.replayed_steps = 0  # recomputed training steps
+        self.replayed_updates = 0  # updates applied again from kept gradients
 
     def _step(self, state, index: int, trace: bool = False):
         new = self.trainer.step(state, self.stream[index], trace=trace,
@@ -154,12 +160,18 @@ class MagicEngine:
         t0 = time.perf_counter()
         self.memory.start("train")
         keep = set(forward_checkpoints(self.n_steps, self.checkpoints))
+        keep_gradient = kept_gradients(self.n_steps, self.checkpoints)
         state = (self.initial_state if state is None else state).detach_()
         for i in tqdm(range(start, self.n_steps), desc="Training", disable=not self.progress,
                       initial=start, total=self.n_steps):
             if i in keep:
                 self.kept.keep(i, state)
-            state = self._step(state, i)
+            self.trainer.record_gradient = (partial(self.gradients.keep, i)
+                                            if i in keep_gradient else None)
+            try:
+                state = self._step(state, i)
+            finally:
+                self.trainer.record_gradient = None
             self.losses.append(float(self.trainer._last_loss))
             if self.on_step is not None:
                 self.on_step("train", i + 1, lambda state=state: {"state": state})
@@ -201,15 +213,23 @@ class MagicEngine:
         if start == target:
             stack.pop()
             if stack:
-                # The next state the backward needs: read it while this step runs.
+                # The next state the backward needs, and the gradients its
+                # replay applies: read them while this step runs.
                 self.kept.prefetch(stack[-1][1])
+                for i in range(stack[-1][0], target - 1):
+                    self.gradients.prefetch(self.gradients.get(i))
             return state
         t0 = time.perf_counter()
         next_keep = replay_keep(start, target, self.checkpoints)
         while start < target:
-            state = self._step(state, start)
+            if start in self.gradients:
+                state = self.trainer.apply_gradient(
+                    state, self.gradients.materialize(self.gradients.pop(start)))
+                self.replayed_updates += 1
+            else:
+                state = self._step(state, start)
+                self.replayed_steps += 1
             start += 1
-            self.replayed_steps += 1
             if start == next_keep and start < target:
                 stack.append((start, state))
                 next_keep = replay_keep(start, target, self.checkpoints)
@@ -252,6 +272,9 @@ class MagicEngine:
             weight_grads = torch.zeros_like(weights)
             stack = sorted(self.kept.items())
             first = self.n_steps - 1
+            if stack:
+                for i in range(stack[-1][0], first):
+                    self.gradients.prefetch(self.gradients.get(i))
         else:
             param_cot, opt_cot = resume["param_cot"], resume["opt_cot"]
             weight_grads, stack, first = resume["weight_grads"], resume["stack"], resume["target"]
@@ -271,6 +294,7 @@ class MagicEngine:
                 self.on_step("backward", self.n_steps - target, lambda loop=loop: loop)
         weights.requires_grad_(False)
         self.kept.close()
+        self.gradients.close()
         self.memory.stop("backward")
         self.memory.close()
         if world_size > 1:

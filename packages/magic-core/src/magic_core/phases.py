@@ -3,13 +3,16 @@
 What each phase's checkpoint holds, so that the resumed run repeats the
 uninterrupted one's arithmetic bit for bit:
 
-* ``train`` (after step i): the state before step i + 1, every state kept so
-  far for the backward, the losses.
-* ``query``: the final state, the kept states, the losses, the query gradient.
+* ``train`` (after step i): the state before step i + 1, every state (and,
+  for the ``gradients`` schedule, every gradient) kept so far for the
+  backward, the losses.
+* ``query``: the final state, the kept states and gradients, the losses, the
+  query gradient.
 * ``backward`` (after the VJP of step t): the states still on the backward's
   stack (forward-kept and replay-kept; their replays are then the same), the
-  parameter and optimizer cotangents and the accumulated data-weight
-  gradients (per rank: each rank holds its share, see `data_parallel`).
+  kept gradients not yet applied, the parameter and optimizer cotangents and
+  the accumulated data-weight gradients (per rank: each rank holds its
+  share, see `data_parallel`).
 
 A state is its parameters, the optimizer state's tensors, its RNG states and
 batch index; buffers are the model's, rebuilt identically by the rerun. A
@@ -67,6 +70,16 @@ def _materialized(run, entries):
     return [(i, run.kept.materialize(s)) for i, s in entries]
 
 
+def _gradient_groups(run) -> tuple[list[int], dict[str, dict[str, torch.Tensor]]]:
+    steps = sorted(run.gradients)
+    return steps, {f"grad-{i:06d}": run.gradients.materialize(run.gradients[i]) for i in steps}
+
+
+def _restore_gradients(run, checkpoint: Checkpoint) -> None:
+    for i in checkpoint.meta.get("gradients", []):
+        run.gradients.keep(i, _group(checkpoint, f"grad-{i:06d}"))
+
+
 def _placed(run, snapshot: Snapshot) -> Snapshot:
     """Sharded, ranks hold different shards: every group but the log goes to each rank's file."""
     if getattr(run, "fsdp", False):
@@ -89,8 +102,10 @@ def _states_from(checkpoint: Checkpoint, prefix: str, indices, template) -> list
 
 # -- snapshots ---------------------------------------------------------------------
 def _common(run, **meta) -> tuple[dict, dict]:
-    groups = {"log": {"losses": torch.tensor(run.losses, dtype=torch.float64)}}
-    return groups, {"replayed_steps": run.replayed_steps, "timings": dict(run.timings.seconds), **meta}
+    steps, groups = _gradient_groups(run)
+    groups["log"] = {"losses": torch.tensor(run.losses, dtype=torch.float64)}
+    return groups, {"replayed_steps": run.replayed_steps, "replayed_updates": run.replayed_updates,
+                    "timings": dict(run.timings.seconds), "gradients": steps, **meta}
 
 
 def _train_snapshot(run, loop: dict) -> Snapshot:
@@ -144,6 +159,8 @@ def fingerprint(run, corpus, objective, train, attribution, dtype, device) -> di
 def _restore_common(run, checkpoint: Checkpoint) -> None:
     run.losses = checkpoint.shared["log"]["losses"].tolist()
     run.replayed_steps = checkpoint.meta["replayed_steps"]
+    run.replayed_updates = checkpoint.meta.get("replayed_updates", 0)
+    _restore_gradients(run, checkpoint)
     run.timings.seconds.update(checkpoint.meta["timings"])
     if "query_value" in checkpoint.meta:
         run.query_value = checkpoint.meta["query_value"]

@@ -106,16 +106,23 @@ def _transfer(fd: int, view: memoryview, write: bool) -> int:
     return done
 
 
+def _copy_into(buf: mmap.mmap, at: int, flat: torch.Tensor) -> None:
+    if flat.device.type == "cpu":
+        # A plain memcpy, not a torch copy: this runs on the store's worker
+        # thread, where a torch copy would start a second OpenMP team whose
+        # spinning threads take the cores from the training's own team.
+        buf[at: at + flat.numel()] = memoryview(flat.numpy())
+    else:
+        torch.frombuffer(buf, dtype=torch.uint8, count=flat.numel(), offset=at).copy_(flat)
+
+
 def write_state(path: Path, tensors: dict[str, torch.Tensor], pool: BufferPool) -> None:
     header, placed, size = _layout(tensors)
     buf = pool.get(size)
     buf[: len(header)] = header
-    data = torch.frombuffer(buf, dtype=torch.uint8, count=size - len(header), offset=len(header))
     for _, t, offset in placed:
         if t.numel():
-            flat = t.detach().reshape(-1).view(torch.uint8)
-            data[offset: offset + flat.numel()].copy_(flat)
-    del data
+            _copy_into(buf, len(header) + offset, t.detach().reshape(-1).view(torch.uint8))
     fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         with memoryview(buf) as view:

@@ -18,6 +18,10 @@ A state in a slower tier is an `Offloaded` entry; `materialize` turns an
 entry back into a state on the run's device, waiting for its copy or read.
 The budgets are bytes; ``None`` means "what the machine has" (see
 `default_budgets`).
+
+The ``gradients`` schedule keeps each step's gradient too (a ``{name:
+tensor}`` dict) in a second store of kind ``"gradient"`` that draws on the
+same budgets, so states and gradients together stay within them.
 """
 
 from __future__ import annotations
@@ -41,16 +45,46 @@ def state_bytes(state) -> int:
     return sum(local_shard(t).numel() * t.element_size() for t in state.differentiable_tensors())
 
 
+def gradient_bytes(gradient: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in gradient.values())
+
+
+def _gradient_tensors(gradient: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {f"grad.{k}": t for k, t in gradient.items()}
+
+
+def _gradient_from_tensors(tensors: dict[str, torch.Tensor], template) -> dict[str, torch.Tensor]:
+    return {k[len("grad."):]: t for k, t in tensors.items()}
+
+
+def _kinds():
+    from .phases import state_from_tensors, state_tensors
+
+    return {"state": (state_bytes, state_tensors, state_from_tensors),
+            "gradient": (gradient_bytes, _gradient_tensors, _gradient_from_tensors)}
+
+
+CPU_MEMORY_BUDGET = 64 * 2**20
+
+
 def default_budgets(device: torch.device) -> tuple[int, int]:
     """(device bytes, host bytes) for kept states when the config says ``auto``.
 
     A GPU's memory is left to the backward's own working set (the states go
     to host memory instead); host memory may take half of what is available.
+    A CPU run keeps up to `CPU_MEMORY_BUDGET` in memory and spills the rest:
+    spilling through direct I/O measured no slower there than memory (whose
+    fresh pages are costly to fault in) and keeps the backward's peak memory
+    near training's (`benchmarks/attribution.py`).
     """
-    host = available_host_memory() // 2
     if device.type == "cuda":
-        return 0, host
-    return host, 0
+        return 0, available_host_memory() // 2
+    return min(CPU_MEMORY_BUDGET, available_host_memory() // 2), 0
+
+
+# Tensors of a kept entry that live on the run's device; the rest (RNG states,
+# the batch index) stay small host tensors.
+_LARGE = ("param.", "opt.", "grad.")
 
 
 class Offloaded:
@@ -64,15 +98,26 @@ class Offloaded:
 
 
 class StateStore(dict):
-    """``{step: state or Offloaded}``, filled by `keep` within the budgets."""
+    """``{step: state or Offloaded}``, filled by `keep` within the budgets.
 
-    def __init__(self, device: torch.device, template, *, device_budget: int, host_budget: int,
-                 spill_dir: str | os.PathLike | None = None):
+    ``shares_budgets_with`` makes this store count against another's
+    budgets (the gradient store against the state store's).
+    """
+
+    def __init__(self, device: torch.device, template, *, device_budget: int = 0,
+                 host_budget: int = 0, spill_dir: str | os.PathLike | None = None,
+                 kind: str = "state", shares_budgets_with: StateStore | None = None):
         super().__init__()
         self.device = torch.device(device)
         self.template = template  # the run's initial state: structure, buffers
-        self.budgets = {"device": device_budget, "host": host_budget if self.device.type == "cuda" else 0}
-        self.used = {"device": 0, "host": 0, "disk": 0}
+        self.kind = kind
+        self._size, self._tensors, self._from_tensors = _kinds()[kind]
+        if shares_budgets_with is None:
+            self.budgets = {"device": device_budget,
+                            "host": host_budget if self.device.type == "cuda" else 0}
+            self.used = {"device": 0, "host": 0, "disk": 0}
+        else:
+            self.budgets, self.used = shares_budgets_with.budgets, shares_budgets_with.used
         self.placed = {"device": 0, "host": 0, "disk": 0}
         self._spill_root = spill_dir
         self._spill_dir: Path | None = None
@@ -83,22 +128,21 @@ class StateStore(dict):
         self._pool = BufferPool()  # used by the worker thread only
 
     # -- placing ---------------------------------------------------------------
-    def keep(self, step: int, state) -> None:
-        size = state_bytes(state)
+    def keep(self, step: int, item) -> None:
+        """Keep a state (or, in a gradient store, a gradient) for step ``step``."""
+        size = self._size(item)
         for tier in ("device", "host"):
             if self.used[tier] + size <= self.budgets[tier]:
                 self.used[tier] += size
                 self.placed[tier] += 1
-                self[step] = state if tier == "device" else self._offload(state, "host", size)
+                self[step] = item if tier == "device" else self._offload(step, item, "host", size)
                 return
         self.used["disk"] += size
         self.placed["disk"] += 1
-        self[step] = self._offload(state, "disk", size)
+        self[step] = self._offload(step, item, "disk", size)
 
-    def _offload(self, state, tier: str, size: int) -> Offloaded:
-        from .phases import state_tensors
-
-        tensors = state_tensors(state)
+    def _offload(self, step: int, item, tier: str, size: int) -> Offloaded:
+        tensors = self._tensors(item)
         ready = None
         if self._side is not None:
             ready = torch.cuda.Event()
@@ -106,7 +150,7 @@ class StateStore(dict):
         # Waiting here (at most two copies in flight) keeps a slow disk from
         # holding an unbounded number of states in memory.
         self._pending.acquire()
-        target = self._path(state) if tier == "disk" else None
+        target = self._path(step) if tier == "disk" else None
 
         def copy():
             try:
@@ -132,12 +176,12 @@ class StateStore(dict):
             host = {k: t.to("cpu", non_blocking=False).contiguous() for k, t in tensors.items()}
         return host
 
-    def _path(self, state) -> Path:
+    def _path(self, step: int) -> Path:
         if self._spill_dir is None:
             root = self._spill_root or tempfile.gettempdir()
             Path(root).mkdir(parents=True, exist_ok=True)
             self._spill_dir = Path(tempfile.mkdtemp(prefix="magic-states-", dir=root))
-        return self._spill_dir / f"state-{state.batch_index:07d}.safetensors"
+        return self._spill_dir / f"{self.kind}-{step:07d}.safetensors"
 
     # -- reading -----------------------------------------------------------------
     def prefetch(self, entry) -> None:
@@ -146,35 +190,32 @@ class StateStore(dict):
             entry._loaded = self._worker.submit(self._load, entry)
 
     def _load(self, entry: Offloaded):
-        from .phases import state_from_tensors
-
         stored = entry._future.result()
         if isinstance(stored, Path):
             tensors = read_state(stored, self._pool)
             stored.unlink(missing_ok=True)
             # The small ones are copied out so that only params and optimizer
             # tensors hold the pool's buffer (until the state is dropped).
-            tensors = {k: (t if k.startswith(("param.", "opt.")) else t.clone())
-                       for k, t in tensors.items()}
+            tensors = {k: (t if k.startswith(_LARGE) else t.clone()) for k, t in tensors.items()}
         else:
             tensors = stored
         if self._side is not None:
             with torch.cuda.stream(self._side):
-                tensors = {k: (t.to(self.device) if k.startswith(("param.", "opt.")) else t)
+                tensors = {k: (t.to(self.device) if k.startswith(_LARGE) else t)
                            for k, t in tensors.items()}
             self._side.synchronize()
-        state = state_from_tensors(tensors, self.template)
-        return state
+        return self._from_tensors(tensors, self.template)
 
     def materialize(self, entry):
-        """The state an entry holds, on the run's device."""
+        """The state (or gradient) an entry holds, on the run's device."""
         if not isinstance(entry, Offloaded):
             return entry
         self.prefetch(entry)
         state = entry._loaded.result()
         if self._side is not None:
             # Loaded on the side stream: tell the allocator the main stream uses it now.
-            for t in state.differentiable_tensors():
+            tensors = state.values() if self.kind == "gradient" else state.differentiable_tensors()
+            for t in tensors:
                 t.record_stream(torch.cuda.current_stream(self.device))
         return state
 
