@@ -64,7 +64,7 @@ def _kinds():
             "gradient": (gradient_bytes, _gradient_tensors, _gradient_from_tensors)}
 
 
-CPU_MEMORY_BUDGET = 64 * 2**20
+CPU_MEMORY_BUDGET = 128 * 2**20
 
 
 def default_budgets(device: torch.device) -> tuple[int, int]:
