@@ -216,8 +216,7 @@ class MagicEngine:
                 # The next state the backward needs, and the gradients its
                 # replay applies: read them while this step runs.
                 self.kept.prefetch(stack[-1][1])
-                for i in range(stack[-1][0], target - 1):
-                    self.gradients.prefetch(self.gradients.get(i))
+                self._prefetch_gradients(stack[-1][0], target - 1)
             return state
         t0 = time.perf_counter()
         next_keep = replay_keep(start, target, self.checkpoints)
@@ -235,6 +234,11 @@ class MagicEngine:
                 next_keep = replay_keep(start, target, self.checkpoints)
         self.timings.add("replay", t0)
         return state
+
+    def _prefetch_gradients(self, start: int, target: int) -> None:
+        """Start reading the kept gradients a replay from ``start`` to ``target`` applies."""
+        for i in range(start, target):
+            self.gradients.prefetch(self.gradients.get(i))
 
     def _step_vjp(self, state, index: int, param_cot: list, opt_cot: list):
         """Cotangents of the state before step ``index`` and of the data weights."""
@@ -273,8 +277,7 @@ class MagicEngine:
             stack = sorted(self.kept.items())
             first = self.n_steps - 1
             if stack:
-                for i in range(stack[-1][0], first):
-                    self.gradients.prefetch(self.gradients.get(i))
+                self._prefetch_gradients(stack[-1][0], first)
         else:
             param_cot, opt_cot = resume["param_cot"], resume["opt_cot"]
             weight_grads, stack, first = resume["weight_grads"], resume["stack"], resume["target"]

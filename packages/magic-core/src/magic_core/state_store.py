@@ -30,8 +30,10 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -57,11 +59,23 @@ def _gradient_from_tensors(tensors: dict[str, torch.Tensor], template) -> dict[s
     return {k[len("grad."):]: t for k, t in tensors.items()}
 
 
-def _kinds():
+class _Kind(NamedTuple):
+    """How a store measures, flattens and rebuilds what it keeps."""
+
+    size: Callable
+    to_tensors: Callable
+    from_tensors: Callable
+    device_tensors: Callable  # the rebuilt entry's tensors on the run's device
+
+
+def _kind(name: str) -> _Kind:
     from .phases import state_from_tensors, state_tensors
 
-    return {"state": (state_bytes, state_tensors, state_from_tensors),
-            "gradient": (gradient_bytes, _gradient_tensors, _gradient_from_tensors)}
+    if name == "gradient":
+        return _Kind(gradient_bytes, _gradient_tensors, _gradient_from_tensors,
+                     lambda gradient: gradient.values())
+    return _Kind(state_bytes, state_tensors, state_from_tensors,
+                 lambda state: state.differentiable_tensors())
 
 
 CPU_MEMORY_BUDGET = 128 * 2**20
@@ -72,10 +86,9 @@ def default_budgets(device: torch.device) -> tuple[int, int]:
 
     A GPU's memory is left to the backward's own working set (the states go
     to host memory instead); host memory may take half of what is available.
-    A CPU run keeps up to `CPU_MEMORY_BUDGET` in memory and spills the rest:
-    spilling through direct I/O measured no slower there than memory (whose
-    fresh pages are costly to fault in) and keeps the backward's peak memory
-    near training's (`benchmarks/attribution.py`).
+    A CPU run keeps up to `CPU_MEMORY_BUDGET` in memory and spills the rest,
+    which kept the backward's peak within 2.5x of training's on the
+    benchmark presets (`benchmarks/attribution.py`); small runs stay in memory.
     """
     if device.type == "cuda":
         return 0, available_host_memory() // 2
@@ -111,7 +124,7 @@ class StateStore(dict):
         self.device = torch.device(device)
         self.template = template  # the run's initial state: structure, buffers
         self.kind = kind
-        self._size, self._tensors, self._from_tensors = _kinds()[kind]
+        self._kind = _kind(kind)
         if shares_budgets_with is None:
             self.budgets = {"device": device_budget,
                             "host": host_budget if self.device.type == "cuda" else 0}
@@ -130,7 +143,7 @@ class StateStore(dict):
     # -- placing ---------------------------------------------------------------
     def keep(self, step: int, item) -> None:
         """Keep a state (or, in a gradient store, a gradient) for step ``step``."""
-        size = self._size(item)
+        size = self._kind.size(item)
         for tier in ("device", "host"):
             if self.used[tier] + size <= self.budgets[tier]:
                 self.used[tier] += size
@@ -142,7 +155,7 @@ class StateStore(dict):
         self[step] = self._offload(step, item, "disk", size)
 
     def _offload(self, step: int, item, tier: str, size: int) -> Offloaded:
-        tensors = self._tensors(item)
+        tensors = self._kind.to_tensors(item)
         ready = None
         if self._side is not None:
             ready = torch.cuda.Event()
@@ -204,7 +217,7 @@ class StateStore(dict):
                 tensors = {k: (t.to(self.device) if k.startswith(_LARGE) else t)
                            for k, t in tensors.items()}
             self._side.synchronize()
-        return self._from_tensors(tensors, self.template)
+        return self._kind.from_tensors(tensors, self.template)
 
     def materialize(self, entry):
         """The state (or gradient) an entry holds, on the run's device."""
@@ -214,8 +227,7 @@ class StateStore(dict):
         state = entry._loaded.result()
         if self._side is not None:
             # Loaded on the side stream: tell the allocator the main stream uses it now.
-            tensors = state.values() if self.kind == "gradient" else state.differentiable_tensors()
-            for t in tensors:
+            for t in self._kind.device_tensors(state):
                 t.record_stream(torch.cuda.current_stream(self.device))
         return state
 
