@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .adam_update import AdamUpdate
 from .attention import use_exact_attention
 from .config import AttributionConfig, TrainConfig
 from .corpus import TokenizedCorpus, tokenize_corpus
@@ -18,7 +19,6 @@ from .phases import fingerprint, run_phases
 from .precision import resolve_precision
 from .run_control import RunControl
 from .sharding import check_can_shard, shard_model
-from .update_vjp import AdamUpdateVJP
 
 
 @dataclass
@@ -99,7 +99,7 @@ def attribute(
         checkpoints=attribution.checkpoints, max_grad_norm=train.max_grad_norm,
         show_progress=progress, device_budget=attribution.budget("device_memory"),
         host_budget=attribution.budget("host_memory"), spill_dir=attribution.spill_dir,
-        update_vjp=AdamUpdateVJP.for_config(train, len(stream)),
+        adam=AdamUpdate.for_config(train, len(stream)),
     )
     query_before = _query_value(objective, model, run.initial_state)
     if control is not None:

@@ -85,13 +85,16 @@ def trainer_class():
         # Called with each untraced step's gradient as the update consumes it
         # (reduced, clipped); `apply_gradient` repeats that update exactly.
         record_gradient = None
+        # An `AdamUpdate`: untraced updates by its formula rather than torchopt's
+        # chain of transforms (same arithmetic, a third of the passes).
+        adam = None
 
         def gradient(self, state, inputs, *, max_grad_norm=None) -> dict[str, torch.Tensor]:
             """The step's gradient (reduced over ranks, clipped), traced, without the update.
 
             Differentiable with respect to the state's parameters and the
             data weights; the optimizer's part of the step's VJP is then
-            taken by formula (see `update_vjp`).
+            taken by formula (see `adam_update`).
             """
             self._captured = {}
             try:
@@ -118,23 +121,27 @@ def trainer_class():
 
         def apply_gradient(self, state, grads):
             """The state after ``state``'s update with a recorded gradient (bitwise the step's)."""
-            # fsdp=True: the gradient is already reduced (and clipped).
-            return base._apply_update(self, state, grads, fsdp=True, max_grad_norm=None)
+            return self._update(state, grads)
 
         def _apply_update(self, state, grads, *, inplace=False, trace=False, fsdp=False,
                           max_grad_norm=None):
-            capture = self._captured is not None
-            record = self.record_gradient is not None and not (trace or capture or fsdp)
-            if fsdp or not (capture or record or dist.is_initialized()):
+            if fsdp:  # not this trainer's runs (see `sharding`): bergson's own path
                 return super()._apply_update(state, grads, inplace=inplace, trace=trace,
                                              fsdp=fsdp, max_grad_norm=max_grad_norm)
+            capture = self._captured is not None
             grads = self._reduced_and_clipped(grads, trace or capture, max_grad_norm)
             if capture:
                 self._captured.update(grads)
                 return state
-            if record:
+            if self.record_gradient is not None and not trace:
                 # The update below reads the gradient without changing it.
                 self.record_gradient(grads)
+            return self._update(state, grads, inplace=inplace, trace=trace)
+
+        def _update(self, state, grads, *, inplace=False, trace=False):
+            """One optimizer update with reduced and clipped gradients."""
+            if self.adam is not None and not (trace or inplace):
+                return self.adam.apply(state, grads)
             # fsdp=True only tells bergson the gradients are already reduced.
             return super()._apply_update(state, grads, inplace=inplace, trace=trace,
                                          fsdp=True, max_grad_norm=None)

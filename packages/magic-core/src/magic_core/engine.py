@@ -112,7 +112,7 @@ class MagicEngine:
     def __init__(self, model: nn.Module, stream, optimizer, *, checkpoints: str = "auto",
                  max_grad_norm: float | None = None, show_progress: bool = True,
                  device_budget: int | None = None, host_budget: int | None = None,
-                 spill_dir: str | None = None, update_vjp=None):
+                 spill_dir: str | None = None, adam=None):
         self.model = model
         self.stream = stream
         self.max_grad_norm = max_grad_norm
@@ -121,10 +121,12 @@ class MagicEngine:
         trainer = sharded_trainer_class() if self.fsdp else trainer_class()
         self.trainer, self.initial_state = trainer.initialize(model, optimizer)
         self.n_steps = len(stream)
-        # The optimizer's part of each step's VJP by formula (see `update_vjp`);
-        # None (SGD, sharded runs, an unknown optimizer state) leaves it to autograd.
-        self.update_vjp = (update_vjp if update_vjp is not None and not self.fsdp
-                           and update_vjp.applies_to(self.initial_state) else None)
+        # Adam's update and its part of each step's VJP by formula (see
+        # `adam_update`); None (SGD, sharded runs, an unknown optimizer state)
+        # leaves them to torchopt and autograd.
+        self.adam = (adam if adam is not None and not self.fsdp
+                     and adam.applies_to(self.initial_state) else None)
+        self.trainer.adam = self.adam
         device = stream.weights.device
         auto_device, auto_host = default_budgets(device)
         self.kept = StateStore(
@@ -244,13 +246,13 @@ class MagicEngine:
         """Cotangents of the state before step ``index`` and of the data weights."""
         weights = self.stream.weights
         params = list(state.params.values())
-        if self.update_vjp is None:
+        if self.adam is None:
             inputs = state.differentiable_tensors()
             outputs = self._step(state, index, trace=True).differentiable_tensors()
             grads = _grad(outputs, inputs + [weights], param_cot + opt_cot)
             return grads[: len(params)], grads[len(params): len(inputs)], grads[-1]
         gradient = self.trainer.gradient(state, self.stream[index], max_grad_norm=self.max_grad_norm)
-        direct, grad_cot, opt_cot = self.update_vjp(state, gradient, param_cot, opt_cot)
+        direct, grad_cot, opt_cot = self.adam.vjp(state, gradient, param_cot, opt_cot)
         names = list(state.params)
         pulled = _grad([gradient[k] for k in names], params + [weights], [grad_cot[k] for k in names])
         return [d + p for d, p in zip(direct, pulled)], opt_cot, pulled[-1]
