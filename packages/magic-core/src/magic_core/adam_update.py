@@ -97,9 +97,16 @@ class AdamUpdate:
     def applies_to(self, state) -> bool:
         return self._layout(state) is not None
 
-    def _scalars(self, count: torch.Tensor, sched_count: torch.Tensor) -> tuple[float, float, float]:
-        """``c1``, ``c2`` and ``lr_t`` of the update from these counts."""
-        return (*_bias_corrections(self.b1, self.b2, int(count) + 1), self.lr(sched_count))
+    def _scalars(self, layout: _Layout) -> list[tuple[float, float, float]]:
+        """``c1``, ``c2`` and ``lr_t`` of each parameter's update.
+
+        The counts are read to the host at once: on a GPU, one synchronization a
+        step rather than one per parameter.
+        """
+        counts = torch.stack([c.reshape(()).long() for c in layout.counts + layout.sched_counts])
+        counts, n = counts.tolist(), len(layout.names)
+        return [(*_bias_corrections(self.b1, self.b2, counts[j] + 1), self.lr(counts[n + j]))
+                for j in range(n)]
 
     @torch.no_grad()
     def apply(self, state, grads: dict[str, torch.Tensor]):
@@ -107,11 +114,10 @@ class AdamUpdate:
         layout = self._layout(state)
         b1, b2 = self.b1, self.b2
         params, mu, nu = dict(state.params), [], []
-        for j, name in enumerate(layout.names):
+        for j, (name, (c1, c2, lr)) in enumerate(zip(layout.names, self._scalars(layout))):
             theta, g = state.params[name], grads[name]
             if self.l2_decay:
                 g = g.add(theta, alpha=self.l2_decay)
-            c1, c2, lr = self._scalars(layout.counts[j], layout.sched_counts[j])
             m = layout.mu[j].mul(b1).add_(g, alpha=1 - b1)
             v = layout.nu[j].mul(b2).addcmul_(g, g, value=1 - b2)
             d = v.div(c2).add_(self.eps_root).sqrt_().add_(self.eps)
@@ -144,12 +150,11 @@ class AdamUpdate:
         direct = list(param_cot)
         grad_cot: dict[str, torch.Tensor] = {}
         mu_cot, nu_cot = [None] * n, [None] * n
-        for j, name in enumerate(layout.names):
+        for j, (name, (c1, c2, lr)) in enumerate(zip(layout.names, self._scalars(layout))):
             theta, g = state.params[name], grads[name].detach()
             theta_bar = param_cot[position[name]]
             if self.l2_decay:
                 g = g.add(theta, alpha=self.l2_decay)
-            c1, c2, lr = self._scalars(layout.counts[j], layout.sched_counts[j])
             m_new = layout.mu[j].mul(b1).add_(g, alpha=1 - b1)
             s = layout.nu[j].mul(b2).addcmul_(g, g, value=1 - b2).div_(c2).add_(self.eps_root).sqrt_()
             d = s.add(self.eps)
