@@ -109,19 +109,23 @@ class AdamUpdate:
         return [(*_bias_corrections(self.b1, self.b2, counts[j] + 1), self.lr(counts[n + j]))
                 for j in range(n)]
 
+    def _moments(self, layout: _Layout, j: int, theta: torch.Tensor, g: torch.Tensor, c2: float):
+        """``(g', m', v', s)`` of parameter ``j``'s update, the arithmetic `apply` and `vjp` share."""
+        if self.l2_decay:
+            g = g.add(theta, alpha=self.l2_decay)
+        m = layout.mu[j].mul(self.b1).add_(g, alpha=1 - self.b1)
+        v = layout.nu[j].mul(self.b2).addcmul_(g, g, value=1 - self.b2)
+        return g, m, v, v.div(c2).add_(self.eps_root).sqrt_()
+
     @torch.no_grad()
     def apply(self, state, grads: dict[str, torch.Tensor]):
         """The state after one update with ``grads`` (reduced and clipped); new tensors throughout."""
         layout = self._layout(state)
-        b1, b2 = self.b1, self.b2
         params, mu, nu = dict(state.params), [], []
         for j, (name, (c1, c2, lr)) in enumerate(zip(layout.names, self._scalars(layout))):
-            theta, g = state.params[name], grads[name]
-            if self.l2_decay:
-                g = g.add(theta, alpha=self.l2_decay)
-            m = layout.mu[j].mul(b1).add_(g, alpha=1 - b1)
-            v = layout.nu[j].mul(b2).addcmul_(g, g, value=1 - b2)
-            d = v.div(c2).add_(self.eps_root).sqrt_().add_(self.eps)
+            theta = state.params[name]
+            _, m, v, d = self._moments(layout, j, theta, grads[name], c2)
+            d.add_(self.eps)
             if self.decoupled_decay:
                 theta = theta.mul(1 - lr * self.decoupled_decay)
             params[name] = theta.addcdiv(m, d, value=-lr / c1)
@@ -152,12 +156,8 @@ class AdamUpdate:
         grad_cot: dict[str, torch.Tensor] = {}
         mu_cot, nu_cot = [None] * n, [None] * n
         for j, (name, (c1, c2, lr)) in enumerate(zip(layout.names, self._scalars(layout))):
-            theta, g = state.params[name], grads[name].detach()
             theta_bar = param_cot[position[name]]
-            if self.l2_decay:
-                g = g.add(theta, alpha=self.l2_decay)
-            m_new = layout.mu[j].mul(b1).add_(g, alpha=1 - b1)
-            s = layout.nu[j].mul(b2).addcmul_(g, g, value=1 - b2).div_(c2).add_(self.eps_root).sqrt_()
+            g, m_new, _, s = self._moments(layout, j, state.params[name], grads[name].detach(), c2)
             d = s.add(self.eps)
             # u_bar = -lr theta_bar is folded into the scalars below.
             m_bar = torch.addcdiv(opt_cot[j], theta_bar, d, value=-lr / c1)
