@@ -174,7 +174,14 @@ _MEMORY = None  # the child's PhasePeaks
 
 def _child(name, cfg, device, queue, kwargs):
     global _MEMORY
+    # Every workload's libraries are loaded before the baseline, so that
+    # "above baseline" compares the runs' own memory, not their imports.
+    import bergson.magic.trainer  # noqa: F401
+    import datasets  # noqa: F401
+    import magic_core  # noqa: F401
     import torch
+    import torchopt  # noqa: F401
+    import transformers  # noqa: F401
     from magic_core.memory import PhasePeaks, resident_bytes
 
     _MEMORY = PhasePeaks(device)

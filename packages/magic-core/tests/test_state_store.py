@@ -4,6 +4,7 @@ import magic_core as mc
 import pytest
 import torch
 from magic_core.checkpointing import (
+    GRADIENTS_SEGMENT,
     forward_checkpoints,
     kept_gradients,
     replay_keep,
@@ -59,12 +60,13 @@ def test_auto_falls_back_to_gradients_or_sqrt_without_room(tmp_path):
         resolve_schedule("gradients", 64, 10**6, no_room, None, gradients_apply=False)
 
 
-@pytest.mark.parametrize("n_steps", range(1, 40))
+@pytest.mark.parametrize("n_steps", [*range(1, 40), 64, 256, 1000])
 def test_the_gradients_schedule_keeps_exactly_the_gradients_its_replays_apply(n_steps):
     # The engine's backward walk: a target is the top of the stack (popped)
     # or replayed to from it, the replay pushing the states it passes.
-    stack = list(forward_checkpoints(n_steps, "gradients"))
-    applied = []
+    kept = forward_checkpoints(n_steps, "gradients")
+    stack = list(kept)
+    applied, most_replayed = [], 0
     for target in range(n_steps - 1, -1, -1):
         start = stack[-1]
         if start == target:
@@ -77,8 +79,12 @@ def test_the_gradients_schedule_keeps_exactly_the_gradients_its_replays_apply(n_
             if start == next_keep and start < target:
                 stack.append(start)
                 next_keep = replay_keep(start, target, "gradients")
+        most_replayed = max(most_replayed, len(stack) - len(set(stack) & set(kept)))
     assert stack == []
     assert sorted(applied) == sorted(kept_gradients(n_steps, "gradients"))  # each one, once
+    # The backward's held states are bounded by the segment, whatever the run's length.
+    assert most_replayed <= GRADIENTS_SEGMENT - 1
+    assert len(kept) == -(-n_steps // GRADIENTS_SEGMENT)
 
 
 def test_kept_gradients_in_memory_or_on_disk_give_identical_scores(

@@ -7,10 +7,10 @@ A state is "before step i". Schedules trade memory for recomputation:
   disk), else ``all`` when the spill directory has room for every state,
   else ``sqrt``.
 * ``all``: keep every state; the backward never replays.
-* ``gradients``: keep every ceil(sqrt(n))-th state and every step's
-  gradient (a third of an Adam state); the backward rebuilds each segment's
-  states by applying the kept gradients again, which is optimizer
-  arithmetic only: no forward or backward pass is recomputed.
+* ``gradients``: keep every `GRADIENTS_SEGMENT`-th state and the other
+  steps' gradients (a third of an Adam state each); the backward rebuilds
+  each segment's states by applying the kept gradients again, which is
+  optimizer arithmetic only: no forward or backward pass is recomputed.
 * ``sqrt``: keep every ceil(sqrt(n))-th state; the backward replays each
   segment once, keeping its states (about 2 sqrt(n) states, n extra steps).
 * ``log``: keep states at repeated halvings of what remains; a replay keeps
@@ -25,12 +25,21 @@ import tempfile
 
 from .errors import ConfigError
 
+# The ``gradients`` schedule's segment length. A segment's replayed states
+# are all held during its backward, so the segment length, not the run's
+# length, sets the backward's memory: (length - 1) states and gradients. 4
+# holds 3 of each, where ceil(sqrt(n)) held 7 at 64 steps and 15 at 256; it
+# writes (1 + 2/4) n gradient-sizes to the store against (1 + 2/sqrt(n)) n.
+GRADIENTS_SEGMENT = 4
+
 
 def forward_checkpoints(n_steps: int, mode: str) -> list[int]:
     """Indices of the states to keep while training forward."""
     if mode == "all":
         return list(range(n_steps))
-    if mode in ("sqrt", "gradients"):
+    if mode == "gradients":
+        return list(range(0, n_steps, GRADIENTS_SEGMENT))
+    if mode == "sqrt":
         return list(range(0, n_steps, max(1, math.isqrt(n_steps - 1) + 1 if n_steps > 1 else 1)))
     if mode == "log":
         kept, i = [], 0

@@ -26,7 +26,7 @@ from .data_parallel import trainer_class
 from .errors import ConfigError
 from .memory import PhasePeaks
 from .sharding import is_sharded, sharded_trainer_class
-from .state_store import StateStore, default_budgets, state_bytes
+from .state_store import StateStore, default_budgets, state_bytes, state_structure
 
 
 def _is_main() -> bool:
@@ -120,6 +120,9 @@ class MagicEngine:
         self.fsdp = is_sharded(model)  # see `sharding`
         trainer = sharded_trainer_class() if self.fsdp else trainer_class()
         self.trainer, self.initial_state = trainer.initialize(model, optimizer)
+        # What rebuilds kept and checkpointed states; `train` releases the
+        # initial state itself once it is kept (or spilled).
+        self.template = state_structure(self.initial_state)
         self.n_steps = len(stream)
         # Adam's update and its part of each step's VJP by formula (see
         # `adam_update`); None (SGD, sharded runs, an unknown optimizer state)
@@ -130,7 +133,7 @@ class MagicEngine:
         device = stream.weights.device
         auto_device, auto_host = default_budgets(device)
         self.kept = StateStore(
-            device, self.initial_state, spill_dir=spill_dir,
+            device, self.template, spill_dir=spill_dir,
             device_budget=auto_device if device_budget is None else device_budget,
             host_budget=auto_host if host_budget is None else host_budget,
         )
@@ -140,7 +143,7 @@ class MagicEngine:
             gradients_apply=not self.fsdp,
         )
         # The ``gradients`` schedule's kept gradients, within the same budgets.
-        self.gradients = StateStore(device, self.initial_state, spill_dir=spill_dir,
+        self.gradients = StateStore(device, self.template, spill_dir=spill_dir,
                                     kind="gradient", shares_budgets_with=self.kept)
         self.final_state = None
         self.losses: list[float] = []
@@ -164,6 +167,7 @@ class MagicEngine:
         keep = set(forward_checkpoints(self.n_steps, self.checkpoints))
         keep_gradient = kept_gradients(self.n_steps, self.checkpoints)
         state = (self.initial_state if state is None else state).detach_()
+        self.initial_state = None
         for i in tqdm(range(start, self.n_steps), desc="Training", disable=not self.progress,
                       initial=start, total=self.n_steps):
             if i in keep:
@@ -276,6 +280,9 @@ class MagicEngine:
                          for k in self.final_state.params]
             opt_cot = [torch.zeros_like(t) for t in self.final_state.differentiable_tensors()[len(param_cot):]]
             weight_grads = torch.zeros_like(weights)
+            # Nothing after this point reads the trained state: its memory
+            # goes to the backward's working set.
+            self.final_state = None
             stack = sorted(self.kept.items())
             first = self.n_steps - 1
             if stack:

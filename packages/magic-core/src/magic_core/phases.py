@@ -179,7 +179,7 @@ def run_phases(run, objective, control: RunControl | None, device) -> torch.Tens
     phase = checkpoint.phase if checkpoint else "train"
     if checkpoint is not None:
         _restore_common(run, checkpoint)
-    template = run.initial_state
+    template = run.template
     run.on_step = partial(_on_engine_step, control, run)
 
     if phase == "train":

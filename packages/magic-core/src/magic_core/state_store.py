@@ -26,6 +26,7 @@ same budgets, so states and gradients together stay within them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torch.distributed.tensor import DTensor
+from torch.utils._pytree import tree_map
 
 from .memory import available_host_memory
 from .sharding import local_shard
@@ -45,6 +48,23 @@ from .state_files import BufferPool, read_state, write_state
 def state_bytes(state) -> int:
     # A sharded state takes this rank's shards only.
     return sum(local_shard(t).numel() * t.element_size() for t in state.differentiable_tensors())
+
+
+def state_structure(state):
+    """``state`` without its memory: tensors on the meta device, for rebuilding stored states.
+
+    A template that held the initial state itself would keep a whole state
+    on the device for the run's length. Sharded states keep their DTensors,
+    whose mesh and placements a rebuilt state needs (each holds one shard).
+    """
+    if any(isinstance(t, DTensor) for t in state.params.values()):
+        return state
+
+    def meta(t):
+        return torch.empty_like(t, device="meta") if isinstance(t, torch.Tensor) else t
+
+    return dataclasses.replace(state, params={k: meta(t) for k, t in state.params.items()},
+                               opt_state=tree_map(meta, state.opt_state))
 
 
 def gradient_bytes(gradient: dict[str, torch.Tensor]) -> int:
