@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import torch
 from torch.distributed.tensor import DTensor
-from torch.utils._pytree import tree_map
+from torchopt.pytree import tree_map
 
 from .memory import available_host_memory
 from .sharding import local_shard
