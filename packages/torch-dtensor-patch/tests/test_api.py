@@ -6,7 +6,7 @@ from torch_dtensor_patch import COMPONENTS, _components
 
 
 def _backwards():
-    found = _components.targets()
+    found, _absent = _components.locate()
     return {name: found[name].owner.__dict__["backward"] for name in COMPONENTS}
 
 
@@ -53,3 +53,9 @@ def test_detection_ignores_version_strings(pristine, monkeypatch):
     for fake in ("2.0.0", "9.9.9", "garbage"):
         monkeypatch.setattr(torch, "__version__", fake)
         assert pristine.status() == expected
+
+
+def test_stock_status_looks_through_the_patch(pristine):
+    stock = pristine.status()
+    pristine.apply()
+    assert pristine.status(stock=True) == stock

@@ -12,6 +12,7 @@ _EXPORTS = {
     "status": "._detect",
     "ComponentStatus": "._detect",
     "COMPONENTS": "._components",
+    "DTensorUnavailable": "._components",
     "verify": "._verify",
     "VerifyResult": "._verify",
     "CheckResult": "._verify",

@@ -10,17 +10,19 @@ import inspect
 from dataclasses import asdict, dataclass
 
 from ._backwards import MARKER
-from ._components import COMPONENTS, Target, current_backward, targets
+from ._components import COMPONENTS, Target, current_backward, locate
 
 UPSTREAM = "upstream"
 PATCHED = "patched"
 MISSING = "missing"
+# The installed torch lacks the class (or its backward) this component patches.
+UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)
 class ComponentStatus:
     component: str
-    state: str  # upstream | patched | missing
+    state: str  # upstream | patched | missing | unavailable
     detail: str
     known_wrong: bool = False  # upstream has an implementation, but a wrong one
 
@@ -89,7 +91,19 @@ def classify(component: str, target: Target, *, look_through_patch: bool = False
     return _classify_from_local(fn)
 
 
-def status() -> dict[str, ComponentStatus]:
-    """State of each component in this process: upstream, patched or missing."""
-    found = targets()
-    return {name: classify(name, found[name]) for name in COMPONENTS}
+def status(*, stock: bool = False) -> dict[str, ComponentStatus]:
+    """State of each component in this process: upstream, patched, missing or unavailable.
+
+    ``stock=True`` describes torch as installed instead: a patched component
+    is judged by the original backward the patch keeps, so the answer is the
+    same whether or not this process (or its start-up hook) patched anything.
+    Raises DTensorUnavailable when torch has no torch.distributed.tensor.
+    """
+    found, absent = locate()
+    report = {}
+    for name in COMPONENTS:
+        if name in absent:
+            report[name] = ComponentStatus(name, UNAVAILABLE, absent[name])
+        else:
+            report[name] = classify(name, found[name], look_through_patch=stock)
+    return report

@@ -62,11 +62,15 @@ def verify(*, patch: bool | None = None, device: str = "cpu", timeout: float = 3
 
     ``patch=None`` follows the environment (TORCH_DTENSOR_PATCH=0 means the
     checks run against torch as installed, which shows what is broken).
+    Raises DTensorUnavailable when torch has no torch.distributed.tensor.
     """
     import torch
 
     from . import _spawn
+    from ._components import require_dtensor
 
+    # Fail here, in one line, rather than in two children spawned for nothing.
+    require_dtensor()
     patch = enabled() if patch is None else patch
     started = time.monotonic()
     checks, status = [], {}
