@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
+
+@contextmanager
+def _dtensor_required():
+    """A torch without torch.distributed.tensor is the user's build to change, not a crash."""
+    import torch_dtensor_patch as tdp
+    from magic_core import ConfigError
+
+    try:
+        yield tdp
+    except tdp.DTensorUnavailable as exc:
+        raise ConfigError(str(exc)) from None
+
 
 def status_report() -> tuple[dict, str]:
     """The state of each component in this process, as data and as text."""
-    import torch_dtensor_patch as tdp
-
-    report = {name: s.as_dict() for name, s in tdp.status().items()}
+    with _dtensor_required() as tdp:
+        report = {name: s.as_dict() for name, s in tdp.status().items()}
     width = max(len(n) for n in report)
     lines = []
     for name, entry in report.items():
@@ -18,9 +31,8 @@ def status_report() -> tuple[dict, str]:
 
 def verify_report(patch: bool | None, device: str) -> tuple[dict, str, bool]:
     """Run the 2-rank double-backward checks; data, text and whether they all passed."""
-    import torch_dtensor_patch as tdp
-
-    result = tdp.verify(patch=patch, device=device)
+    with _dtensor_required() as tdp:
+        result = tdp.verify(patch=patch, device=device)
     lines = [f"torch {result.torch_version}, patched: {result.patched}, {result.wall_s} s"]
     for check in result.checks:
         why = check.error or check.strict_error or (
