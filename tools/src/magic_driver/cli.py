@@ -2,26 +2,58 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import click
 from magic_core import ConfigError
-from magic_core.preemption import Preempted
 from magic_datasets import DatasetError
 from magic_unlearn import UnlearnError
 
 from .exit_codes import EXIT_PREEMPTED
 
+# Light modules only: every command, `--help` and shell completion start here,
+# and none of them may pay for importing torch (commands import what they run).
 USER_ERRORS = (ConfigError, DatasetError, UnlearnError)
 RESTART_HELP = ("Discard the run directory's checkpoint and start over (by default a preempted "
                 "run resumes from it).")
 
+# Commands kept in their own modules (name -> module, attribute), imported when
+# invoked or listed. A module that is not there (yet) leaves its command out.
+ELSEWHERE = {
+    "submit": ("cli_cluster", "submit"), "status": ("cli_cluster", "status"),
+    "clusters": ("cli_cluster", "clusters"), "report": ("cli_info", "report"),
+    "recipes": ("cli_info", "recipes"), "presets": ("cli_info", "presets"),
+    "patch": ("cli_info", "patch"), "completion": ("cli_info", "completion"),
+    "pretrain": ("cli_pretrain", "pretrain"),
+}
+
+
+def _preempted(exc: BaseException) -> bool:
+    # The module defining Preempted imports torch; whatever raised one has loaded it.
+    preemption = sys.modules.get("magic_core.preemption")
+    return preemption is not None and isinstance(exc, preemption.Preempted)
+
 
 class MagicGroup(click.Group):
     """Turns user mistakes into one line on stderr and exit code 2, no traceback;
-    a preempted run into one line and `EXIT_PREEMPTED`."""
+    a preempted run into one line and `EXIT_PREEMPTED`. Loads the commands of
+    `ELSEWHERE` on first use."""
+
+    def list_commands(self, ctx):
+        present = [name for name, (module, _) in ELSEWHERE.items() if _module_exists(module)]
+        return sorted({*self.commands, *present})
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in ELSEWHERE:
+            module, attribute = ELSEWHERE[name]
+            if _module_exists(module):
+                loaded = importlib.import_module(f".{module}", __package__)
+                self.add_command(getattr(loaded, attribute), name)
+        return self.commands.get(name)
 
     def invoke(self, ctx):
         try:
@@ -29,12 +61,18 @@ class MagicGroup(click.Group):
         except USER_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
-        except Preempted as exc:
+        except Exception as exc:
+            if not _preempted(exc):
+                raise
             from magic_core.distributed import launch_from_environment
 
             if launch_from_environment().is_main:
                 click.echo(str(exc), err=True)
             ctx.exit(EXIT_PREEMPTED)
+
+
+def _module_exists(module: str) -> bool:
+    return importlib.util.find_spec(f".{module}", __package__) is not None
 
 
 @click.group(cls=MagicGroup)
@@ -99,10 +137,12 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
       magic attribute job.yaml --set train.lr=1e-4 --set attribution.checkpoints=log
     """
     from .jobs import load_job
+    from .quiet import library_progress_bars
     from .run_attribute import run_attribute
 
     job = load_job(config, overrides)
-    manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart)
+    with library_progress_bars(not quiet):  # also the datasets bars of loading the corpus
+        manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart)
     target = out_dir or Path(job.output.dir)
     from magic_core.distributed import launch_from_environment
 
@@ -181,11 +221,13 @@ def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
       magic unlearn unlearn.yaml
       magic unlearn unlearn.yaml --set recipe.name=gradient-ascent --set optim.lr=1e-4
     """
+    from .quiet import library_progress_bars
     from .run_unlearn import run_unlearn
     from .unlearn_jobs import load_unlearn_job
 
     job = load_unlearn_job(config, overrides)
-    run_unlearn(job, out_dir, progress=not quiet, restart=restart)
+    with library_progress_bars(not quiet):
+        run_unlearn(job, out_dir, progress=not quiet, restart=restart)
     click.echo((Path(out_dir or job.output.dir) / "table.md").read_text().rstrip())
 
 
@@ -210,22 +252,12 @@ def sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ..
       magic sweep unlearn.yaml --param lr=5e-6,1e-5,5e-5,1e-4
       magic sweep unlearn.yaml --param recipe=attribution-weighted,gradient-ascent --param lr=5e-5,1e-4
     """
+    from .quiet import library_progress_bars
     from .sweep import run_sweep
 
-    target = run_sweep(config, params, overrides, out_dir, progress=not quiet)
+    with library_progress_bars(not quiet):
+        target = run_sweep(config, params, overrides, out_dir, progress=not quiet)
     click.echo((target / "table.md").read_text().rstrip())
-
-
-def _add_commands() -> None:
-    # Commands kept in their own modules, so this file stays the core runs.
-    from .cli_cluster import clusters, status, submit
-    from .cli_info import completion, patch, presets, recipes, report
-
-    for command in (submit, status, clusters, report, recipes, presets, patch, completion):
-        main.add_command(command)
-
-
-_add_commands()
 
 
 if __name__ == "__main__":

@@ -109,24 +109,29 @@ def clusters():
     \b
     Examples:
       magic clusters list
-      magic clusters show local
+      magic clusters show gh200
+      magic clusters init mycluster --from gh200     # then edit the file it names
     """
 
 
 @clusters.command("list")
 def clusters_list():
-    """Every profile: its name and where it is defined.
+    """Every profile: its name, where it is defined and what it is for.
 
     \b
-    Profiles are NAME.yaml files in $MAGIC_CLUSTER_CONFIG or ~/.config/magic/clusters;
-    `local` is built in. Example:
+    Built in: local (this machine's Slurm) and the examples gh200 (the seed
+    pipeline's 4x GH200 nodes) and generic. Yours are NAME.yaml files in
+    $MAGIC_CLUSTER_CONFIG or ~/.config/magic/clusters; one named like a
+    built-in profile replaces it. Example:
       magic clusters list
     """
-    from .clusters import load_profile, profile_dir, profile_sources
-    from .recipe_info import columns
+    from .clusters import BUILT_IN, built_in_names, load_profile, profile_dir, profile_sources
+    from .text_table import columns
 
+    replaced = set(built_in_names())
     rows = [("name", "defined in", "description")]
-    rows += [(name, where, load_profile(name).description)
+    rows += [(name, where if where == BUILT_IN or name not in replaced
+              else f"{where} (replaces the built-in one)", load_profile(name).description)
              for name, where in profile_sources().items()]
     click.echo(columns(rows))
     click.echo(f"(profile folder: {profile_dir()})")
@@ -135,15 +140,40 @@ def clusters_list():
 @clusters.command("show")
 @click.argument("name", shell_complete=complete_cluster)
 def clusters_show(name: str):
-    """One profile as YAML (every setting, defaults included).
+    """One profile as YAML (every setting, defaults included, as the script uses it).
 
     \b
     Example:
-      magic clusters show local > ~/.config/magic/clusters/mycluster.yaml
+      magic clusters show gh200
     """
     import yaml
-    from magic_core.typed_config import to_mapping
+    from magic_core import to_mapping
 
     from .clusters import load_profile
 
     click.echo(yaml.safe_dump(to_mapping(load_profile(name)), sort_keys=False).rstrip())
+
+
+@clusters.command("init")
+@click.argument("name")
+@click.option("--from", "template", default="generic", show_default=True,
+              shell_complete=complete_cluster, help="The profile to copy (comments included).")
+@click.option("--force", is_flag=True, help="Replace an existing profile file of that name.")
+def clusters_init(name: str, template: str, force: bool):
+    """Write profile NAME into your profile folder, a copy of another one to edit.
+
+    The file is NAME.yaml in $MAGIC_CLUSTER_CONFIG or ~/.config/magic/clusters;
+    set its partition, account and setup (modules, Python environment) for your
+    cluster, then submit with --cluster NAME. An existing file is kept unless
+    --force.
+
+    \b
+    Examples:
+      magic clusters init mycluster --from gh200
+      magic submit preset:attr-wikitext --cluster mycluster --dry-run
+    """
+    from .clusters import init_profile
+
+    path = init_profile(name, template, force)
+    click.echo(f"wrote {path} (a copy of {template!r}); edit it, then "
+               f"`magic submit JOB --cluster {name}`")

@@ -72,7 +72,7 @@ def presets_list():
       magic submit preset:attr-wikitext --cluster gh200
     """
     from .presets import list_presets
-    from .recipe_info import columns
+    from .text_table import columns
 
     rows = [("name", "kind", "description")]
     rows += [(p.name, p.kind, p.description) for p in list_presets()]

@@ -25,7 +25,7 @@ from .job_kinds import build_any_job
 from .jobs import read_mapping
 from .sbatch_script import ScriptSpec, render
 from .slurm_queries import job_state
-from .sweep import grid
+from .sweep_grid import grid
 
 SLURM_DIR = "slurm"
 JOB_FILE = "job.yaml"

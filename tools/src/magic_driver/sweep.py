@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -15,28 +14,8 @@ from magic_core.typed_config import to_mapping
 from .jobs import read_mapping
 from .resumable import CHECKPOINTS
 from .run_unlearn import prepare, run_unlearn, shared_key
+from .sweep_grid import grid, parse_param  # noqa: F401  (parse_param: callers import it from here)
 from .unlearn_jobs import build_job
-
-# Short names for the keys swept most often.
-ALIASES = {"lr": "optim.lr", "steps": "optim.steps", "recipe": "recipe.name",
-           "preset": "optim.preset", "selection": "recipe.options.selection",
-           "normalization": "recipe.options.normalization", "clip": "recipe.options.clip",
-           "retain_kl": "recipe.options.retain_kl", "top_fraction": "recipe.options.top_fraction"}
-
-
-def parse_param(text: str) -> tuple[str, list[str]]:
-    """``lr=5e-6,1e-5`` -> ("optim.lr", ["5e-6", "1e-5"])."""
-    key, sep, values = text.partition("=")
-    items = [v.strip() for v in values.split(",") if v.strip()]
-    if not sep or not key.strip() or not items:
-        raise ConfigError(f"--param {text!r}: expected KEY=V1,V2,..., e.g. lr=5e-6,1e-5")
-    return ALIASES.get(key.strip(), key.strip()), items
-
-
-def grid(params: tuple[str, ...]) -> list[tuple[str, ...]]:
-    """Every combination, as ``--set`` style assignments (first param varies slowest)."""
-    axes = [[f"{key}={v}" for v in values] for key, values in map(parse_param, params)]
-    return list(itertools.product(*axes))
 
 
 def finished_result(point_dir: Path, job) -> dict | None:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from .errors import ConfigError
 from .memory import parse_bytes
-from .precision import resolve_precision
+from .precision import check_precision
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 LRSchedule = Literal["constant", "linear", "cosine"]
@@ -43,7 +43,7 @@ class TrainConfig:
     max_grad_norm: float | None = None
 
     def __post_init__(self):
-        resolve_precision(self.precision)
+        check_precision(self.precision)
         for name in ("batch_size", "epochs", "max_seq_len"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")

@@ -13,14 +13,16 @@ import importlib.metadata
 import warnings
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import pluggy
 
 from . import hookspecs
 from .errors import DatasetError
 from .spec import REQUIRED_COLUMNS, DatasetSpec
+
+if TYPE_CHECKING:
+    import datasets
 
 ENTRY_POINT_GROUP = "magic.datasets"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .errors import UnlearnError
-from .training import OptimConfig
+from .optim_config import OptimConfig
 
 PRESETS: dict[str, dict] = {
     "seed-bs4-adam": {"optimizer": "adam", "batch_size": 4},

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import copy
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from magic_core import TokenizedCorpus
 
+from .optim_config import RelearnConfig
 from .spec import WeightedRows
-from .training import LoopState, OptimConfig, Optimizer, train_weighted
+from .training import LoopState, OptimConfig, train_weighted
 from .weights import real_token_mask
-
-
-@dataclass(frozen=True)
-class RelearnConfig:
-    enabled: bool = True
-    n_docs: int = 8  # forget documents the attacker has
-    steps: int = 10
-    lr: float = 1e-4  # 1e-3 (10 steps) degraded a barely unlearned world model
-    batch_size: int = 4
-    optimizer: Optimizer = "adam"
-    seed: int = 0
 
 
 def forget_sample(corpus: TokenizedCorpus, n_docs: int, seed: int) -> TokenizedCorpus:

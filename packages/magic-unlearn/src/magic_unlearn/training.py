@@ -6,43 +6,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from .errors import UnlearnError
 from .losses import frozen_copy, weighted_kl
+from .optim_config import OptimConfig
 from .spec import WeightedRows
-
-Optimizer = Literal["adam", "adamw", "sgd"]
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    optimizer: Optimizer = "adam"
-    lr: float = 1e-4
-    batch_size: int = 4
-    steps: int = 50
-    # None: 0.01 for adamw (torch's default), 0 for adam and sgd.
-    weight_decay: float | None = None
-    max_grad_norm: float | None = 1.0
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.lr <= 0 or self.batch_size < 1 or self.steps < 0:
-            raise UnlearnError(f"optim: need lr > 0, batch_size >= 1, steps >= 0; got lr={self.lr}, "
-                               f"batch_size={self.batch_size}, steps={self.steps}")
-
-    def build(self, params) -> torch.optim.Optimizer:
-        if self.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay or 0.0)
-        if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay or 0.0)
-        if self.optimizer == "adamw":
-            decay = 0.01 if self.weight_decay is None else self.weight_decay
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=decay)
-        raise UnlearnError(f"optim.optimizer must be adam, adamw or sgd, got {self.optimizer!r}")
 
 
 def _padded(part: WeightedRows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

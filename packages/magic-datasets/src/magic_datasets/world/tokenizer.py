@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
 from .generator import World
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "<|unk|>"
 
@@ -16,6 +20,10 @@ def build_tokenizer(world: World) -> PreTrainedTokenizerFast:
     Padding has its own token (not EOS, unlike the seed), so a stray pad can
     never be mistaken for a real end of document.
     """
+    # Here, not at the top: importing the world plugin to list datasets must
+    # not pay the ~0.6 s transformers takes to import.
+    from transformers import PreTrainedTokenizerFast
+
     pre = pre_tokenizers.Whitespace()
     words = sorted(
         {piece for text in world.vocabulary_texts() for piece, _ in pre.pre_tokenize_str(text)}
