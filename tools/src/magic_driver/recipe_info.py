@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import magic_unlearn as mu
+import yaml
 from magic_unlearn.registry import default_registry
 
-
-def columns(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+from .text_table import columns
 
 
 def recipes_table() -> str:
@@ -23,12 +21,19 @@ def broken_plugins() -> dict[str, str]:
     return dict(default_registry().broken)
 
 
+def options_yaml(options: dict) -> str:
+    """The options as the YAML of a job's ``recipe.options`` (null, true, 0.0001), not Python."""
+    text = yaml.safe_dump(dict(options), sort_keys=False, default_flow_style=False, width=1000)
+    return text.rstrip("\n")
+
+
 def describe_recipe(name: str) -> str:
     r = mu.get_recipe(name)
     lines = [f"name:        {r.name}", f"package:     {r.package}",
              f"description: {r.description}",
              f"scores:      {'needed (scores.forget)' if r.needs_scores else 'not used'}",
              "options:" if r.options else "options:     none"]
-    lines += [f"  {key}: {value!r}" for key, value in r.options.items()]
+    if r.options:
+        lines += [f"  {line}" for line in options_yaml(r.options).splitlines()]
     lines.append(f"use:         recipe: {{name: {r.name}, options: {{...}}}} in an unlearning job")
     return "\n".join(lines)
