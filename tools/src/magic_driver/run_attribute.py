@@ -12,6 +12,7 @@ import torch.distributed as dist
 from magic_core.distributed import Launch, init_from_environment, shutdown
 from magic_core.outputs import (
     build_manifest,
+    corpus_columns,
     document_table,
     write_documents,
     write_manifest,
@@ -24,9 +25,10 @@ from magic_core.run_control import RunControl
 from magic_core.sharding import check_sharding_launch
 from magic_core.typed_config import to_mapping
 
-from .jobs import AttributeJob, QuerySection, QuerySpec
-from .models import load_model_and_tokenizer
+from .jobs import AttributeJob, QuerySection, QuerySpec, check_query_kind
+from .models import load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
+from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 
 
 def resolve_device(name: str, launch: Launch | None = None) -> torch.device:
@@ -77,25 +79,42 @@ def tokenize_corpus(job: AttributeJob, corpus, tokenizer) -> tuple[mc.TokenizedC
     ), list(rows["doc_index"])
 
 
-def load_query_rows(spec: QuerySpec | QuerySection):
+def load_query_rows(spec: QuerySpec | QuerySection, key: str = "query"):
     """The query's rows, checked against its objective (before any model is built)."""
     if spec.objective == "contrast":
-        return (load_query_rows(spec.positive), load_query_rows(spec.negative))
+        return (load_query_rows(spec.positive, f"{key}.positive"),
+                load_query_rows(spec.negative, f"{key}.negative"))
+    check_query_kind(spec, md.get(spec.dataset).kind.value, key)
     rows = md.load(spec.dataset, **spec.options)
-    kind = md.get(spec.dataset).kind
     if spec.limit is not None:
         rows = rows.select(range(min(spec.limit, len(rows))))
-    if spec.objective == "multiple-choice" and kind != md.Kind.MULTIPLE_CHOICE:
-        raise mc.ConfigError(
-            f"query.dataset {spec.dataset!r} is a {kind.value} set; the multiple-choice "
-            "objective needs a multiple-choice set (or use objective: lm)"
-        )
     if spec.objective == "lm" and spec.text_column not in rows.column_names:
         raise mc.ConfigError(
             f"query.text_column {spec.text_column!r} is not a column of {spec.dataset!r} "
             f"({rows.column_names})"
         )
     return rows
+
+
+def query_texts(spec: QuerySpec | QuerySection, rows) -> list[tuple[str, list[str]]]:
+    """``(dataset, texts)`` for every query dataset: the texts its objective tokenizes."""
+    if spec.objective == "contrast":
+        return query_texts(spec.positive, rows[0]) + query_texts(spec.negative, rows[1])
+    if spec.objective == "multiple-choice":
+        return [(spec.dataset, [md.format_prompt(r["question"], r["choices"], spec.prompt_style)
+                                for r in rows])]
+    return [(spec.dataset, list(rows[spec.text_column]))]
+
+
+def check_readable(job: AttributeJob, tokenized: mc.TokenizedCorpus, query_rows,
+                   tokenizer) -> None:
+    """Refuse a corpus or query that the model's tokenizer reads as unknown tokens."""
+    fix = pretrain_suggestion(job.data.dataset, job.data.options)
+    check_token_coverage(f"corpus {job.data.dataset!r}", tokenized.input_ids, tokenizer,
+                         job.model.path, fix)
+    for dataset, texts in query_texts(job.query, query_rows):
+        check_token_coverage(f"query {dataset!r}", text_rows(texts, tokenizer), tokenizer,
+                             job.model.path, fix)
 
 
 def build_objective(spec: QuerySpec | QuerySection, rows, tokenizer, max_len: int):
@@ -154,13 +173,17 @@ def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
 
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
+    # Text the tokenizer cannot read, too: the tokenizer alone is cheap to load.
+    tokenizer = _rank_zero_first(launch, lambda: load_tokenizer(job.model.path, job.model.tokenizer))
+    tokenized, doc_index = _rank_zero_first(launch, lambda: tokenize_corpus(job, corpus, tokenizer))
+    check_readable(job, tokenized, query_rows, tokenizer)
+    # The model's own tokenizer has the same vocabulary (the rows stay valid).
     model, tokenizer, base_info = _rank_zero_first(
         launch, lambda: load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
     )
     max_len = getattr(model.config, "max_position_embeddings", 2048)
     objective = build_objective(job.query, query_rows, tokenizer, max_len)
     t_setup = time.perf_counter() - t_start
-    tokenized, doc_index = _rank_zero_first(launch, lambda: tokenize_corpus(job, corpus, tokenizer))
     data_prints = {"dataset": md.dataset_fingerprint(corpus),
                    "tokenizer": md.tokenizer_fingerprint(tokenizer)}
     if control is not None:
@@ -169,10 +192,8 @@ def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
                           device=device, text_column=job.data.text_column, progress=progress,
                           control=control)
     t_write = time.perf_counter()
-    # One table row per token row: with chunking a document's flags repeat per chunk.
-    extra = {c: [values[i] for i in doc_index]
-             for c in ("planted", "domain") if c in corpus.column_names
-             for values in [list(corpus[c])]}
+    # id and text are in the table already (source_id, text_preview).
+    extra = corpus_columns(corpus, doc_index, skip=("id", job.data.text_column))
     table = document_table(result, tokenizer, extra)
     timings = {"setup": t_setup, **result.timings}
     manifest = build_manifest(

@@ -12,9 +12,10 @@ from magic_core.preemption import handle_signals
 from magic_core.typed_config import to_mapping
 
 from .jobs import DataSection
-from .models import load_model_and_tokenizer
+from .models import load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
 from .run_attribute import resolve_device
+from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 from .unlearn_jobs import QuestionsSection, UnlearnJob
 
 
@@ -48,6 +49,18 @@ def _questions(section: QuestionsSection):
     return rows.select(range(min(section.limit, len(rows)))) if section.limit else rows
 
 
+def check_readable(job: UnlearnJob, data: mu.UnlearnData, sets: mu.EvalSets, tokenizer) -> None:
+    """Refuse forget, retain or evaluation text that the tokenizer reads as unknown tokens."""
+    fix = pretrain_suggestion(job.forget.dataset, job.forget.options)
+    parts = [(f"forget corpus {job.forget.dataset!r}", data.forget.input_ids),
+             (f"retain corpus {job.retain.dataset!r}", data.retain.input_ids)]
+    for section, rows in ((job.eval.hazard, sets.hazard), (job.eval.general, sets.general)):
+        prompts = [md.format_prompt(r["question"], r["choices"]) for r in rows]
+        parts.append((f"eval questions {section.dataset!r}", text_rows(prompts, tokenizer)))
+    for what, rows in parts:
+        check_token_coverage(what, rows, tokenizer, job.model.path, fix)
+
+
 def shared_key(job: UnlearnJob) -> str:
     """Sections that decide `Prepared`; runs with equal keys can share it."""
     return repr((job.model, job.forget, job.retain, job.scores, job.eval, job.max_seq_len,
@@ -56,13 +69,18 @@ def shared_key(job: UnlearnJob) -> str:
 
 def prepare(job: UnlearnJob, progress: bool = True) -> Prepared:
     device = resolve_device(job.device)
-    model, tokenizer, _ = load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
-    model.to(device)
+    # Data mistakes (text the tokenizer cannot read included) are cheaper to
+    # report than a model load (or a base-model build).
+    tokenizer = load_tokenizer(job.model.path, job.model.tokenizer)
     forget, retain = _corpus(job.forget, "forget"), _corpus(job.retain, "retain")
     data = mu.prepare_data(tokenizer, forget, retain, job.scores.forget, job.scores.retain,
                            job.max_seq_len)
     sets = mu.EvalSets(_questions(job.eval.hazard), _questions(job.eval.general),
                        list(forget["text"]), list(retain["text"]))
+    check_readable(job, data, sets, tokenizer)
+    # The model's own tokenizer has the same vocabulary (the token rows stay valid).
+    model, tokenizer, _ = load_model_and_tokenizer(job.model.path, job.model.tokenizer, progress)
+    model.to(device)
     return Prepared(model, tokenizer, data, sets, mu.evaluate(model, tokenizer, sets))
 
 

@@ -53,8 +53,25 @@ def document_table(result: AttributionResult, tokenizer, extra: dict | None = No
     if result.per_token is not None:
         columns["unlearning_potential"] = result.per_token.clamp_min(0).sum(-1).double().tolist()
     for name, values in (extra or {}).items():
-        columns.setdefault(name, list(values))
+        # A corpus column named like one of the table's own keeps its values under a prefix.
+        columns[f"corpus_{name}" if name in columns else name] = values
     return pa.table(columns)
+
+
+def corpus_columns(dataset, doc_index: list[int], skip: tuple[str, ...] = ()) -> dict:
+    """The corpus's own columns except ``skip``, one value per token row, for `document_table`.
+
+    ``doc_index[i]`` is the document of token row ``i`` (a chunked document's
+    values repeat per chunk). The columns come from the dataset's Arrow table,
+    so each keeps its type and parquet can store it (lists and structs included).
+    """
+    keep = [c for c in dataset.column_names if c not in skip]
+    if not keep:
+        return {}
+    # The arrow format honours a selection's index mapping; .data would not.
+    table = dataset.select_columns(keep).with_format("arrow")[:]
+    table = table.take(pa.array(doc_index, pa.int64()))
+    return {name: table.column(name) for name in keep}
 
 
 def write_scores(out_dir: Path, result: AttributionResult) -> None:
