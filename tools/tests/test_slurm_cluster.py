@@ -218,4 +218,5 @@ def test_array_sweep_runs_one_point_per_task_like_magic_sweep(slurm, work):
     status = subprocess.run([MAGIC, "status", str(root / "array"), "--no-slurm"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert status.stdout.count("done: done") == 2, status.stdout
+    assert status.stdout.count(": unlearning run, done; ") == 2, status.stdout
+    assert "state:     done: all 2 runs" in status.stdout, status.stdout

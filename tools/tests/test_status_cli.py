@@ -74,7 +74,7 @@ def test_finished_attribution_shows_its_result_and_slurm_state(tmp_path, monkeyp
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     result = _status(run)
     assert result.exit_code == 0, result.output
-    assert "state:           done: done step 40/40" in result.output
+    assert "state:           done\n" in result.output
     assert ("result:          64 documents, 16 steps, float64 scores, query 1.5 -> 0.75, 12.3 s"
             in result.output)
     assert "slurm job:       99: COMPLETING" in result.output
@@ -95,7 +95,9 @@ def test_sweep_points_are_listed(tmp_path):
                    **{"000__progress_json": _progress(status="done", phase="done", step=40),
                       "001__progress_json": _progress(phase="unlearn", step=3, total=50)})
     result = _status(run, "--no-slurm")
-    assert "point 000:" in result.output and "done: done step 40/40" in result.output
+    assert "state:     running: 1 of 2 runs done, 1 running" in result.output
+    assert "point 000: attribution run, done\n" in result.output
+    assert "point 001: unlearning run, running: unlearn step 3/50" in result.output
     assert "running: unlearn step 3/50" in result.output
 
 

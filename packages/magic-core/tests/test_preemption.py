@@ -196,8 +196,8 @@ def test_progress_file_contract(tmp_path):
         progress.checkpoint("train", 1, tmp_path / "ck")
         raise RuntimeError
     data = json.loads(progress.path.read_text())
-    assert set(data) == {"status", "phase", "step", "total", "phases_done", "last_checkpoint",
-                         "updated", "host", "pid", "slurm_job_id"}
+    assert set(data) == {"status", "phase", "step", "total", "phases_done", "history",
+                         "last_checkpoint", "updated", "host", "pid", "slurm_job_id"}
     assert data["status"] == "failed" and data["step"] == 1 and data["pid"] == os.getpid()
     assert data["last_checkpoint"]["phase"] == "train" and data["last_checkpoint"]["step"] == 1
     again = ProgressFile(tmp_path / "run")  # a rerun says "running" before its first phase
@@ -208,6 +208,9 @@ def test_progress_file_contract(tmp_path):
     data = json.loads(again.path.read_text())
     assert data["status"] == "done" and data["phase"] == "done"
     assert data["phases_done"] == ["train", "query", "backward"]
+    # train failed at step 1 of 10 in the first process: phases_done lists it, history does not
+    assert data["history"] == [{"phase": "query", "step": 0, "total": 1},
+                               {"phase": "backward", "step": 0, "total": 5}]
 
 
 def test_a_refused_run_leaves_no_progress_file(tmp_path):

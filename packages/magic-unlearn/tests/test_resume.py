@@ -71,6 +71,8 @@ def test_stopped_unlearning_resumes_to_the_same_weights_and_result(recipe_run, t
         assert torch.equal(resumed.weights[name], value), name
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert progress["status"] == "done" and progress["phases_done"] == ["unlearn", "evaluate", "relearn"]
+    assert [(h["phase"], h["step"], h["total"]) for h in progress["history"]] == [
+        ("unlearn", 4, 4), ("evaluate", 0, 0), ("relearn", 3, 3), ("evaluate", 0, 0)]
 
 
 def test_a_checkpoint_of_another_recipe_config_is_refused(recipe_run, tmp_path):

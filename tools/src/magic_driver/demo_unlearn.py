@@ -15,8 +15,10 @@ from pathlib import Path
 import magic_unlearn as mu
 import torch
 from magic_core import AttributionConfig, TrainConfig
+from magic_core.number_format import exact
 
 from .jobs import AttributeJob, DataSection, OutputSection, QuerySection
+from .notices import notice
 from .run_attribute import run_attribute
 from .run_unlearn import prepare, run_unlearn
 from .unlearn_jobs import build_job
@@ -83,6 +85,8 @@ def run_demo_unlearn(out_dir: Path, device: str = "auto", progress: bool = True)
 
 def _run_demo_unlearn(out_dir: Path, device: str, progress: bool) -> dict:
     forget_dir, retain_dir = out_dir / "scores-forget", out_dir / "scores-retain"
+    notice("demo: scoring every token of the forget corpus for the hazard questions and for "
+           "the general ones (the weights of attribution-weighted unlearning)")
     run_attribute(scores_job(forget_dir, "world-hazard-mcqa", device), forget_dir, progress)
     run_attribute(scores_job(retain_dir, "world-general-mcqa", device), retain_dir, progress)
     config = {"scores": {"forget": str(forget_dir), "retain": str(retain_dir)},
@@ -90,13 +94,15 @@ def _run_demo_unlearn(out_dir: Path, device: str, progress: bool) -> dict:
     prepared = prepare(build_job(config), progress)
     summary: dict = {"base": {k: prepared.before[k] for k in ("forget_accuracy", "retain_accuracy")},
                      "target_forget_accuracy": TARGET, "lrs": list(DEMO_LRS)}
+    notice(f"demo: unlearning with {len(DEMO_RECIPES)} recipes x {len(DEMO_LRS)} learning rates, "
+           f"each evaluated, then relearned -> {out_dir}")
     all_rows = []
     for label, (recipe, options) in DEMO_RECIPES.items():
         rows = []
         for lr in DEMO_LRS:
             job = build_job({**config, "recipe": {"name": recipe, "options": options},
                              "optim": {"lr": lr}})
-            result = run_unlearn(job, out_dir / "runs" / f"{label}-lr{lr:g}", progress, prepared)
+            result = run_unlearn(job, out_dir / "runs" / f"{label}-lr{exact(lr)}", progress, prepared)
             rows.append(mu.flat_row(result))
         point = operating_point(rows)
         summary[label] = {

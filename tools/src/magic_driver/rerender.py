@@ -1,19 +1,23 @@
-"""`magic report RUN_DIR`: the human-readable files of a run, again, from its machine-readable ones.
+"""`magic report DIR`: the human-readable files of a run, again, from its machine-readable ones.
 
 An attribution run: report.md, token_heatmap.html and score_histogram.png from
 scores.safetensors, documents.parquet and manifest.json. An unlearning run or
 sweep: table.md and table.json from each point's result.json (the array tasks
-of `magic submit --array` call this after each point).
+of `magic submit --array` call this after each point). A folder with only
+table.json (the demo's unlearn/): table.md from it. Any other folder magic
+wrote (a demo's root): each of those found inside it.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
+import click
 import magic_unlearn as mu
 import pyarrow.parquet as pq
 from magic_core import ConfigError
@@ -21,9 +25,11 @@ from magic_core.outputs import DOCUMENTS, MANIFEST, SCORES
 from magic_core.report import HEATMAP, HISTOGRAM, SUMMARY, write_report
 from safetensors.torch import load_file
 
-from .sweep import grid
+from .run_files import NOT_RUNS, PROGRESS, RESULT, SLURM_DIR, SUBMISSION, SWEEP, TABLE_JSON
+from .sweep_grid import grid
 
-RESULT = "result.json"
+# demo root -> demo/unlearn/runs/<run>
+_DEPTH = 3
 
 
 def _json(path: Path) -> dict:
@@ -84,13 +90,74 @@ def rerender_table(run_dir: Path) -> list[Path]:
     return [run_dir / "table.md", run_dir / "table.json"]
 
 
-def rerender(run_dir: Path) -> list[Path]:
-    """Rewrite the run's human-readable files; returns them."""
+def rerender_saved_table(folder: Path) -> list[Path]:
+    """table.md again from table.json: a table of runs that are not points of a sweep."""
+    saved = _json(folder / TABLE_JSON)
+    if not isinstance(saved.get("rows"), list):
+        raise ConfigError(f"{folder / TABLE_JSON} has no list of rows; rerun the job that wrote it")
+    with _exclusive(folder):
+        mu.write_table(folder, saved["rows"], saved.get("base"))
+    return [folder / "table.md"]
+
+
+def _render_one(folder: Path) -> list[Path] | None:
+    """The folder's own files again; None when it has nothing to render from."""
+    if (folder / MANIFEST).is_file():
+        return rerender_attribution(folder)
+    if (folder / RESULT).is_file() or (folder / SWEEP).is_file():
+        return rerender_table(folder)
+    if (folder / TABLE_JSON).is_file():
+        return rerender_saved_table(folder)
+    return None
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / PROGRESS).is_file() or (folder / SLURM_DIR / SUBMISSION).is_file()
+
+
+def _render_tree(folder: Path, depth: int, skipped: list[str], top: bool = True) -> list[Path]:
+    try:
+        written = _render_one(folder)
+    except ConfigError as exc:
+        if top:
+            raise
+        skipped.append(str(exc))  # one damaged run does not stop the others' rendering
+        return []
+    # A run's or a sweep's files cover what is inside it; the points of an array
+    # sweep may be running in other tasks, so they are left alone.
+    if any((folder / name).is_file() for name in (MANIFEST, RESULT, SWEEP)):
+        return written
+    if written is None and _is_run(folder):
+        if top:
+            raise ConfigError(f"{folder} is not finished: nothing to render yet; see "
+                              f"`magic status {folder}`")
+        skipped.append(f"{folder}: not finished, nothing to render yet (see `magic status "
+                       f"{folder}`)")
+        return []
+    written = written or []
+    if depth > 0:
+        for sub in sorted(folder.iterdir()):
+            if sub.is_dir() and sub.name not in NOT_RUNS and not sub.name.startswith("."):
+                written += _render_tree(sub, depth - 1, skipped, top=False)
+    return written
+
+
+def rerender(run_dir: Path, note: Callable[[str], None] | None = None) -> list[Path]:
+    """Rewrite the human-readable files of ``run_dir`` and the runs inside it; returns them.
+
+    ``note`` hears about runs inside it that were skipped, unfinished or
+    damaged (default: a line on stderr each).
+    """
     if not run_dir.is_dir():
         raise ConfigError(f"run directory {str(run_dir)!r} does not exist")
-    if (run_dir / MANIFEST).is_file():
-        return rerender_attribution(run_dir)
-    if (run_dir / RESULT).is_file() or (run_dir / "sweep.json").is_file():
-        return rerender_table(run_dir)
-    raise ConfigError(f"{run_dir} has neither {MANIFEST} (a finished attribution run) nor "
-                      f"{RESULT}/sweep.json (unlearning); nothing to render")
+    skipped: list[str] = []
+    written = _render_tree(run_dir, _DEPTH, skipped)
+    if not written:
+        why = f" ({'; '.join(skipped)})" if skipped else ""
+        raise ConfigError(
+            f"{run_dir}: nothing to render, no finished run: no {MANIFEST} (attribution), "
+            f"{RESULT}, {SWEEP} or {TABLE_JSON} (unlearning) in it or its subfolders{why}; give "
+            "a folder that magic attribute, unlearn, sweep or demo wrote")
+    for line in skipped:
+        (note or partial(click.echo, err=True))(f"skipped {line}")
+    return written

@@ -5,8 +5,15 @@ The contract (read by other tools, so keep it stable)::
     {"status": "running|preempted|done|failed",
      "phase": "train|query|backward|unlearn|relearn|evaluate|done",
      "step": int, "total": int, "phases_done": [str],
+     "history": [{"phase": str, "step": int, "total": int}],
      "last_checkpoint": {"phase": str, "step": int, "path": str, "time": iso8601} | null,
      "updated": iso8601, "host": str, "pid": int, "slurm_job_id": str | null}
+
+``history`` lists the phases that ended, in order, with the steps each
+ran; a phase may appear twice (an unlearning run evaluates after unlearning
+and again after relearning), unlike in ``phases_done``. ``total`` 0: the
+phase has no steps to count (an evaluation). Files written before
+``history`` existed lack it.
 
 Written atomically, at phase changes, checkpoints and the end immediately,
 and during a phase at most every ``interval`` seconds (a step costs one clock
@@ -47,17 +54,21 @@ class ProgressFile:
         self.enabled = enabled
         self.interval = interval
         self.state = {"status": "running", "phase": None, "step": 0, "total": 0,
-                      "phases_done": [], "last_checkpoint": None}
+                      "phases_done": [], "history": [], "last_checkpoint": None}
         self._written_at: float | None = None
+        # The phase a previous process was in when it stopped: until this process
+        # starts it again, it has not ended, whatever phase comes next.
+        self._interrupted: str | None = None
         if enabled and self.path.is_file():
             try:
                 previous = json.loads(self.path.read_text())
             except (OSError, ValueError):
                 previous = {}
-            for key in ("phase", "step", "total", "phases_done", "last_checkpoint"):
+            for key in ("phase", "step", "total", "phases_done", "history", "last_checkpoint"):
                 if key in previous:
                     self.state[key] = previous[key]
             self.state["status"] = "running"
+            self._interrupted = self.state["phase"]
             self.write()
 
     def __enter__(self) -> ProgressFile:
@@ -76,9 +87,23 @@ class ProgressFile:
             raise ValueError(f"unknown phase {phase!r}")
         current = self.state["phase"]
         if current not in (None, phase, "done"):
-            self.mark_done(current)
+            if current == self._interrupted:
+                self.mark_done(current)
+            else:
+                self._end(current)
+        self._interrupted = None
         self.state.update(status="running", phase=phase, step=step, total=total)
         self.write()
+
+    def _end(self, phase: str) -> None:
+        """``phase``, the current one, ran to its end: record it with its steps."""
+        self.mark_done(phase)
+        entry = {"phase": phase, "step": self.state["step"], "total": self.state["total"]}
+        history = self.state["history"]
+        if history and history[-1]["phase"] == phase:
+            history[-1] = entry  # done again after an interruption: a resumed run re-evaluates
+        else:
+            history.append(entry)
 
     def mark_done(self, *phases: str) -> None:
         for phase in phases:
@@ -104,7 +129,7 @@ class ProgressFile:
         self.state["status"] = status
         if status == "done":
             if self.state["phase"] not in (None, "done"):
-                self.mark_done(self.state["phase"])
+                self._end(self.state["phase"])
             self.state.update(phase="done", step=self.state["total"])
         self.write()
 

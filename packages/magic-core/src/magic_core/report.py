@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pyarrow as pa
 import torch
 
 from .atomic import atomic_path, write_text
+from .heatmap import heatmap_page
 
 HISTOGRAM = "score_histogram.png"
 HEATMAP = "token_heatmap.html"
@@ -81,40 +81,10 @@ def write_histogram(path: Path, scores: torch.Tensor, groups: dict[str, list[boo
 
 
 def heatmap_html(table: pa.Table, per_token: torch.Tensor, k: int = 10) -> str:
-    """Tokens of the k lowest- and k highest-scored documents, coloured by token score.
-
-    Column t of the per-token scores weights the prediction of token t + 1, so
-    token j is coloured by column j - 1 (the first token predicts nothing).
-    """
+    """Tokens of the k lowest- and k highest-scored documents, coloured by token score."""
     lowest, highest = _ranked(table, k)
-    scale = float(per_token.abs().max()) or 1.0
-
-    def doc_html(d: dict) -> str:
-        scores = per_token[d["index"]]
-        spans = []
-        for j, tok in enumerate(d["tokens"]):
-            s = float(scores[j - 1]) if j > 0 else 0.0
-            a = min(abs(s) / scale, 1.0)
-            rgb = "37,99,235" if s < 0 else "220,38,38"
-            spans.append(
-                f'<span title="{s:.3e}" style="background:rgba({rgb},{a:.3f})">'
-                f"{html.escape(tok)}</span>"
-            )
-        return (f"<div class=doc><b>#{d['index']}</b> {html.escape(d['source_id'])} "
-                f"score {d['score']:.4g}<br>{' '.join(spans)}</div>")
-
-    body = "".join(
-        f"<h2>{title}</h2>" + "".join(doc_html(d) for d in docs)
-        for title, docs in (("Lowest scores: teach the query", lowest),
-                            ("Highest scores: work against the query", highest))
-    )
-    return (
-        "<!doctype html><meta charset=utf-8><title>Per-token attribution</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        ".doc{margin:1em 0;line-height:1.8}span{padding:1px 2px;border-radius:3px}</style>"
-        "<h1>Per-token attribution</h1><p>Blue: training on the token lowers the query loss; "
-        "red: raises it. Hover for the score.</p>" + body
-    )
+    return heatmap_page([("Lowest scores: teach the query", lowest),
+                         ("Highest scores: work against the query", highest)], per_token)
 
 
 def write_report(out_dir: Path, table: pa.Table, per_example: torch.Tensor,

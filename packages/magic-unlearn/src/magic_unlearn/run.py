@@ -56,7 +56,7 @@ def run_recipe(base_model, tokenizer, data: UnlearnData, sets: EvalSets, recipe:
         base_model, parts, data.forget.input_ids, recipe, options, optim, relearn_cfg),
         next(base_model.parameters()).device)
     log = phases.unlearn(model, optim.steps, partial(_train_parts, model, parts, optim))
-    phases.begin("evaluate", 1)
+    phases.begin("evaluate", 0)
     after = evaluate(model, tokenizer, sets)
     result = {
         "recipe": {"name": recipe, "options": {**get_recipe(recipe).options, **options}},
@@ -68,7 +68,7 @@ def run_recipe(base_model, tokenizer, data: UnlearnData, sets: EvalSets, recipe:
     if relearn_cfg.enabled:
         attacked, relog = phases.relearn(model, log, relearn_cfg.steps,
                                          partial(relearn, model, data.forget, relearn_cfg))
-        phases.begin("evaluate", 1)
+        phases.begin("evaluate", 0)
         result["after_relearn"] = {**evaluate(attacked, tokenizer, sets), "training": relog}
         result["relearn_recovery"] = (result["after_relearn"]["forget_accuracy"]
                                       - after["forget_accuracy"])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from magic_core.atomic import write_text
+from magic_core.number_format import exact, fixed
 
 COLUMNS = [
     ("recipe", "recipe"), ("hyper-parameters", "params"),
@@ -17,11 +18,9 @@ COLUMNS = [
 
 
 def _cell(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
-    return "-" if value is None else str(value)
+    if isinstance(value, dict):  # settings: two runs must never print alike
+        return ", ".join(f"{k}={'-' if v is None else exact(v)}" for k, v in value.items())
+    return fixed(value)  # measurements
 
 
 def flat_row(result: dict) -> dict:
