@@ -17,6 +17,18 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
     monkeypatch.setenv("MAGIC_CACHE", str(tmp_path / "cache"))
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
     assert result.exit_code == 0, result.output
+    # Issue 20: every phase is announced on stderr, the one-time base-model build
+    # (the cache is empty) with where it goes and how long it takes; --quiet
+    # leaves no progress bar, the libraries' own included; stdout stays JSON.
+    notices = [line for line in result.stderr.splitlines() if line.startswith("magic: ")]
+    assert notices[0].startswith("magic: building the built-in world's base model, once "
+                                 f"(cached in {tmp_path / 'cache' / 'world-base'}")
+    assert "minutes on 2 CPU cores" in notices[0]
+    assert [n.split(":")[1].strip() for n in notices[1:]] == ["demo"] * 3
+    for bar in ("it/s", "\r", "█", "Pretraining", "Training:", "Backward:", "Loading weights",
+                "Writing model shards", "Saving the dataset"):
+        assert bar not in result.output, bar
+    assert json.loads(result.stdout)["attribution"]["k"] == 8
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     att = summary["attribution"]
     assert att["k"] == 8 and att["n_docs"] == 64
@@ -64,5 +76,16 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
         main, ["attribute", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "again"), "--quiet"]
     )
     assert result.exit_code == 0, result.output
+    assert "it/s" not in result.output and "building" not in result.output  # quiet, and cached
     again = load_file(tmp_path / "again" / "scores.safetensors")
     assert torch.allclose(again["per_example"], scores["per_example"], rtol=1e-5, atol=1e-9)
+
+    # Every folder the demo wrote is one `magic status` and `magic report` understand.
+    demo = tmp_path / "demo"
+    for folder in (demo, run, demo / "unlearn", demo / "unlearn" / "runs" / "gradient-ascent-lr0.0005"):
+        status = CliRunner().invoke(main, ["status", str(folder), "--no-slurm"])
+        assert status.exit_code == 0 and "\nstate:" in status.output, status.output
+    report = CliRunner().invoke(main, ["report", str(demo)])
+    assert report.exit_code == 0, report.output
+    assert f"wrote {demo / 'unlearn' / 'table.md'}" in report.output
+    assert "lr=0.0005," in (demo / "unlearn" / "table.md").read_text()

@@ -46,6 +46,7 @@ def config(tmp_path):
 def test_unlearn_writes_result_table_and_model(config, tmp_path):
     res = CliRunner().invoke(main, ["unlearn", str(config), "--quiet"])
     assert res.exit_code == 0, res.output
+    assert "it/s" not in res.output and "Loading weights" not in res.output  # transformers' bars too
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert {"before", "after", "after_relearn"} <= set(result)
     assert (tmp_path / "out" / "model" / "config.json").is_file()

@@ -12,7 +12,10 @@ from magic_core.outputs import DOCUMENTS
 
 from .demo_unlearn import run_demo_unlearn
 from .jobs import AttributeJob, DataSection, OutputSection, QuerySection
+from .notices import notice
+from .quiet import library_progress_bars
 from .run_attribute import run_attribute
+from .world_base import is_built, world_base_dir, world_base_model
 
 DEMO_DOCS = 64
 DEMO_PLANTED = 8
@@ -41,8 +44,20 @@ def precision_at_k(run_dir: Path, k: int) -> float:
 
 
 def run_demo(out_dir: Path, device: str = "auto", progress: bool = True) -> dict:
+    """The whole demo; each phase is announced on stderr before it starts."""
+    with library_progress_bars(progress):
+        return _run_demo(out_dir, device, progress)
+
+
+def _run_demo(out_dir: Path, device: str, progress: bool) -> dict:
     t0 = time.perf_counter()
+    if is_built(world_base_dir()):
+        notice(f"demo: using the built-in world's base model cached in {world_base_dir()}")
+    else:
+        world_base_model(progress=progress)  # announces the one-time build itself
     job = demo_job(out_dir, device)
+    notice(f"demo: fine-tuning on {DEMO_DOCS} documents ({DEMO_PLANTED} planted) and scoring "
+           f"each document and token for the hazard questions -> {job.output.dir}")
     manifest = run_attribute(job, Path(job.output.dir), progress=progress)
     run_dir = Path(job.output.dir)
     summary = {

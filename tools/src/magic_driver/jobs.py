@@ -60,6 +60,24 @@ class QuerySection:
             raise ConfigError("query: objective 'contrast' needs query.positive and query.negative")
 
 
+def check_query_kind(spec: QuerySpec | QuerySection, kind: str, key: str = "query") -> None:
+    """Refuse a query objective that cannot read its dataset's kind (a dataset
+    kind value of magic_datasets), naming the objective that can.
+
+    Checked before the rows are loaded, so a mismatch never waits on a download.
+    """
+    if spec.objective == "multiple-choice" and kind != "multiple-choice":
+        raise ConfigError(
+            f"{key}.dataset {spec.dataset!r} is a {kind} set, not multiple-choice; set "
+            f"{key}.objective: lm to score its text, or choose a multiple-choice dataset"
+        )
+    if spec.objective == "lm" and kind == "multiple-choice":
+        raise ConfigError(
+            f"{key}.dataset {spec.dataset!r} is multiple-choice (question, choices, answer; no "
+            f"text column); set {key}.objective: multiple-choice"
+        )
+
+
 @dataclass(frozen=True)
 class OutputSection:
     dir: str = "runs/attribution"

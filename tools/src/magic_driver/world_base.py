@@ -22,6 +22,8 @@ from magic_core.pretraining import PretrainConfig, train_language_model
 from magic_datasets.world import World, WorldConfig, build_tokenizer
 from transformers import AutoTokenizer, GPTNeoXConfig, GPTNeoXForCausalLM
 
+from .notices import notice
+
 RECIPE_VERSION = 1  # bump when the training code changes what a config produces
 
 
@@ -50,14 +52,31 @@ def _key(world: WorldConfig, model: BaseModelConfig, train: PretrainConfig) -> s
 # Label smoothing keeps the model from being certain of anything, so that
 # fine-tuning documents still move its answers measurably.
 WORLD_PRETRAINING = PretrainConfig(steps=800, lr=3e-3, warmup_steps=10, label_smoothing=0.2)
+# A cold build took 3.5 minutes of wall time on a 2-core machine shared with
+# other jobs (the process got 0.8 of a core); told to the user before it starts.
+BUILD_MINUTES_2_CORES = 4
+
+
+def world_base_dir(world: WorldConfig = WorldConfig(), model: BaseModelConfig = BaseModelConfig(),
+                   train: PretrainConfig = WORLD_PRETRAINING) -> Path:
+    """Where the base model of this world, size and recipe is (or will be) cached."""
+    return cache_root() / "world-base" / _key(world, model, train)
+
+
+def is_built(target: Path) -> bool:
+    return (target / "info.json").exists()
 
 
 def world_base_model(world: WorldConfig = WorldConfig(), model: BaseModelConfig = BaseModelConfig(),
                      train: PretrainConfig = WORLD_PRETRAINING, progress: bool = True) -> Path:
     """Path of a saved model + tokenizer directory (``info.json`` holds its accuracies)."""
-    target = cache_root() / "world-base" / _key(world, model, train)
-    if (target / "info.json").exists():
+    target = world_base_dir(world, model, train)
+    if is_built(target):
         return target
+    # Without this line a first run shows minutes of a bare "Pretraining" bar
+    # (or, with --quiet, nothing at all).
+    notice(f"building the built-in world's base model, once (cached in {target}); "
+           f"about {BUILD_MINUTES_2_CORES} minutes on 2 CPU cores, longer on a busy machine")
     torch.manual_seed(train.seed)
     tokenizer = build_tokenizer(World(world))
     net = GPTNeoXForCausalLM(GPTNeoXConfig(
@@ -86,7 +105,7 @@ def world_base_model(world: WorldConfig = WorldConfig(), model: BaseModelConfig 
         (staging / "info.json").write_text(json.dumps(info, indent=2))
         os.replace(staging, target)  # atomic: a concurrent builder's copy wins or ours does
     except OSError:
-        if not (target / "info.json").exists():
+        if not is_built(target):
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

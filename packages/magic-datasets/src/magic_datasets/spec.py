@@ -34,6 +34,14 @@ REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
     Kind.LM: ("id", "text"),
 }
 
+#: How a row of each kind becomes model text, for specs that do not say.
+KIND_TEXT: dict[Kind, str] = {
+    Kind.TRAINING_CORPUS: "the `text` column",
+    Kind.MULTIPLE_CHOICE: "`question` and `choices` as a multiple-choice prompt "
+    "(magic_datasets.mcqa), answered by the letter of `answer`",
+    Kind.LM: "the `text` column",
+}
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
