@@ -211,7 +211,7 @@ def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
     """Unlearn with one recipe; evaluate accuracy before/after and after relearning.
 
     CONFIG is a YAML file with sections model, forget, retain, scores, recipe,
-    optim, eval, relearn, output (see packages/magic-unlearn/README.md). Writes
+    optim, eval, relearn, output (see docs/unlearning.md). Writes
     OUT/result.json, OUT/table.md, OUT/table.json and OUT/model (save_pretrained).
     SIGTERM/SIGUSR1 stop it after the current step with a checkpoint (exit
     code 75); the same command resumes it.

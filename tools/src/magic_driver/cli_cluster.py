@@ -88,13 +88,16 @@ def status(run_dir: Path, as_json: bool, no_slurm: bool):
     """Where a run is: status, phase, step, last checkpoint, result and Slurm job state.
 
     Reads RUN_DIR/progress.json (written by running jobs), the results of a
-    finished run, and RUN_DIR/slurm/submission.json of `magic submit`.
+    finished run, and RUN_DIR/slurm/submission.json of `magic submit`. A
+    directory holding several runs (a sweep, `magic demo`'s output or its
+    unlearn/ folder) gets one line per run.
 
     \b
     Examples:
       magic status runs/attr-wikitext
       watch -n 30 magic status runs/attr-wikitext
       magic status runs/attr-wikitext --json | jq .progress.step
+      magic status runs/demo
     """
     from .run_status import collect, format_status
 

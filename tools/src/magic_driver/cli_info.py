@@ -147,12 +147,15 @@ def report(run_dir: Path):
 
     Attribution run: report.md, token_heatmap.html, score_histogram.png from
     scores.safetensors, documents.parquet and manifest.json. Unlearning run or
-    sweep: table.md and table.json from the result.json files.
+    sweep: table.md and table.json from the result.json files. A directory
+    holding several runs (`magic demo`'s output, its unlearn/ folder) has each
+    of them re-rendered.
 
     \b
     Examples:
       magic report runs/attr-wikitext
       magic report runs/unlearn-bs4-adam      # after array tasks of a sweep
+      magic report runs/demo
     """
     from .rerender import rerender
 
