@@ -41,3 +41,38 @@ def slurm(tmp_path_factory):
             yield cluster
         finally:
             cluster.stop()
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``root`` with its size and mtime: what a refusal must leave as it was."""
+    if not root.exists():
+        return {}
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Refusal:
+    """The contract for a user mistake: exit code 2, one line ``error: ...`` naming the
+    problem, no traceback, and the watched folders exactly as they were before."""
+
+    def __init__(self, *watched: Path):
+        self.watched = watched
+        self.before = {str(w): _snapshot(w) for w in watched}
+
+    def check(self, exit_code: int, stderr: str, *expected: str) -> str:
+        lines = stderr.strip().splitlines()
+        assert exit_code == 2, f"exit {exit_code}: {stderr}"
+        assert "Traceback" not in stderr, stderr
+        assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+        for text in expected:
+            assert text in lines[0], f"{text!r} not in {lines[0]!r}"
+        for w in self.watched:
+            assert _snapshot(w) == self.before[str(w)], f"{w} changed by a refused command"
+        return lines[0]
+
+
+@pytest.fixture
+def refusal():
+    """``refusal(*folders)`` snapshots the folders; ``.check(code, stderr, *texts)`` asserts
+    the one-line refusal and that the folders are unchanged."""
+    return Refusal
