@@ -108,8 +108,12 @@ def demo(out_dir: Path, device: str, quiet: bool):
     Example:
       magic demo --out runs/demo && cat runs/demo/summary.json
     """
+    from magic_core.device_names import device_problem
+
     from .demo import run_demo
 
+    if problem := device_problem(device):
+        raise ConfigError(f"--device: {problem}")
     summary = run_demo(out_dir, device, progress=not quiet)
     click.echo(json.dumps(summary, indent=2))
 

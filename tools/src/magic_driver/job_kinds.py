@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import fields
 from pathlib import Path
 
 from magic_core import ConfigError, from_mapping
 
+from .job_sections import KIND_SECTIONS
 from .jobs import AttributeJob, apply_override, read_mapping
 from .unlearn_jobs import UnlearnJob, build_job
 
-KINDS = ("attribute", "unlearn")
-# Sections only an unlearning job has: a job file without `kind:` is read by them.
-_UNLEARN_ONLY = {f.name for f in fields(UnlearnJob)} - {f.name for f in fields(AttributeJob)}
+KINDS = tuple(KIND_SECTIONS)
 
 
 def job_kind(data: dict) -> str:
     kind = data.get("kind")
     if kind is None:
-        return "unlearn" if _UNLEARN_ONLY & set(data) else "attribute"
+        return "unlearn" if set(KIND_SECTIONS["unlearn"]) & set(data) else "attribute"
     if kind not in KINDS:
         raise ConfigError(f"kind: expected one of {', '.join(map(repr, KINDS))}, got {kind!r}")
     return kind

@@ -8,9 +8,17 @@ from typing import Any, Literal
 
 import yaml
 from magic_core import AttributionConfig, ConfigError, TrainConfig, from_mapping
+from magic_core.device_names import device_problem
+from magic_core.typed_config import setting
 
 from . import presets
+from .job_sections import KIND_SECTIONS, kind_by_sections
 from .slurm_section import SlurmSection
+
+
+def device_setting():
+    """Every job's ``device`` key; whether that device is present is known only where it runs."""
+    return setting("auto", check=device_problem)
 
 
 @dataclass(frozen=True)
@@ -24,7 +32,7 @@ class ModelSection:
 class DataSection:
     dataset: str = "world-attribution"
     options: dict[str, Any] = field(default_factory=dict)
-    n_docs: int | None = None  # first N rows; None: all
+    n_docs: int | None = setting(None, ge=1, hint="leave it out for every row")  # first N rows
     text_column: str = "text"
     # Documents longer than train.max_seq_len: "truncate" keeps the first
     # tokens; "chunk" trains on every max_seq_len piece, each scored on its
@@ -38,7 +46,7 @@ class QuerySpec:
     dataset: str = "world-hazard-mcqa"
     options: dict[str, Any] = field(default_factory=dict)
     prompt_style: Literal["lm-eval", "seed"] = "lm-eval"
-    limit: int | None = None
+    limit: int | None = setting(None, ge=1, hint="leave it out for every row")
     text_column: str = "text"
 
 
@@ -48,12 +56,12 @@ class QuerySection:
     dataset: str = "world-hazard-mcqa"
     options: dict[str, Any] = field(default_factory=dict)
     prompt_style: Literal["lm-eval", "seed"] = "lm-eval"
-    limit: int | None = None
+    limit: int | None = setting(None, ge=1, hint="leave it out for every row")
     text_column: str = "text"
     # objective: contrast -> positive - weight * negative
     positive: QuerySpec | None = None
     negative: QuerySpec | None = None
-    weight: float = 1.0
+    weight: float = setting(1.0, ge=0)
 
     def __post_init__(self):
         if self.objective == "contrast" and (self.positive is None or self.negative is None):
@@ -93,7 +101,7 @@ class AttributeJob:
     train: TrainConfig = field(default_factory=TrainConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     output: OutputSection = field(default_factory=OutputSection)
-    device: str = "auto"
+    device: str = device_setting()
     slurm: SlurmSection = field(default_factory=SlurmSection)  # used by `magic submit` only
 
 
@@ -103,12 +111,22 @@ def apply_override(data: dict, assignment: str) -> None:
         raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.lr=1e-4")
     key, _, raw = assignment.partition("=")
     parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {assignment!r}: {key!r} is not a dotted key; write e.g. train.lr=1e-4")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({problem}); quote it "
+                          f"or drop tabs and brackets, e.g. --set {key}=1e-4") from None
     node = data
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        if node.get(part) is None:  # `train:` with nothing under it reads as None
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = value
 
 
 def read_mapping(path: str | Path | None) -> dict:
@@ -123,7 +141,14 @@ def read_mapping(path: str | Path | None) -> dict:
         hint = f"; for the shipped preset write preset:{path}" if str(path) in known else ""
         raise ConfigError(f"job file {str(path)!r} does not exist{hint}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start} is not UTF-8); give a YAML job file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read job file {str(path)!r}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -132,9 +157,16 @@ def read_mapping(path: str | Path | None) -> dict:
 
 
 def check_kind(data: dict, expected: str) -> None:
-    """A job file of the other kind gets the command to use, not a list of unknown keys."""
-    kind = data.get("kind", expected)
-    if kind != expected and kind in ("attribute", "unlearn"):
+    """A job file of the other kind gets the command to use, not a list of unknown keys;
+    without a ``kind:`` key its sections tell."""
+    kind = data.get("kind")
+    if kind is None:
+        kind = kind_by_sections(data)
+        if kind is not None and kind != expected:
+            own = ", ".join(s for s in KIND_SECTIONS[kind] if s in data)
+            raise ConfigError(f"this is an {kind} job (sections {own}); run it with "
+                              f"`magic {kind}` (or `magic submit`)")
+    elif kind != expected and kind in KIND_SECTIONS:
         raise ConfigError(f"kind: this is an {kind} job; run it with `magic {kind}` "
                           f"(or `magic submit`)")
 

@@ -48,3 +48,38 @@ def load_model_and_tokenizer(path: str, tokenizer_path: str | None = None, progr
     except (OSError, ValueError) as exc:
         raise _cannot_load("model", path, exc) from None
     return model, load_tokenizer(path, tokenizer_path), {}
+
+
+def max_positions(path: str) -> int | None:
+    """How many token positions the model at ``path`` reads, from its config alone (no
+    weights, no base-model build); None where that is not known here."""
+    if path == BUILTIN_WORLD:
+        from .world_base import BaseModelConfig
+
+        return BaseModelConfig().max_position_embeddings
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return None  # the model load that follows says why, in its own words
+    return getattr(config, "max_position_embeddings", None)
+
+
+def check_max_seq_len(path: str, max_seq_len: int, key: str) -> None:
+    """Refuse token rows longer than the model has positions for: the run would fail
+    (or silently misbehave) only once training reaches a long row."""
+    limit = max_positions(path)
+    if limit is not None and max_seq_len > limit:
+        raise ConfigError(f"{key}={max_seq_len} but model {path!r} reads at most {limit} tokens "
+                          f"(max_position_embeddings); set {key} to {limit} or less")
+
+
+def fitted_max_seq_len(path: str, max_seq_len: int | None, key: str, default: int) -> int:
+    """``max_seq_len`` checked against the model; left out (None): ``default``, or the
+    model's positions where it has fewer."""
+    if max_seq_len is None:
+        limit = max_positions(path)
+        return default if limit is None else min(default, limit)
+    check_max_seq_len(path, max_seq_len, key)
+    return max_seq_len

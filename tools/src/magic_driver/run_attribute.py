@@ -25,8 +25,9 @@ from magic_core.run_control import RunControl
 from magic_core.sharding import check_sharding_launch
 from magic_core.typed_config import to_mapping
 
+from .data_checks import check_corpus_kind
 from .jobs import AttributeJob, QuerySection, QuerySpec, check_query_kind
-from .models import load_model_and_tokenizer, load_tokenizer
+from .models import check_max_seq_len, load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
 from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 
@@ -34,6 +35,13 @@ from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 def resolve_device(name: str, launch: Launch | None = None) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise mc.ConfigError(f"device {name!r} requested but no CUDA GPU is visible; use device: cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise mc.ConfigError(f"device {name!r} requested but only {torch.cuda.device_count()} "
+                             f"CUDA GPU(s) are visible; use cuda:0 to cuda:"
+                             f"{torch.cuda.device_count() - 1}, or auto")
+    if name.startswith("mps") and not torch.backends.mps.is_available():
+        raise mc.ConfigError(f"device {name!r} requested but MPS is not available here; use "
+                             "device: cpu or auto")
     if name in ("auto", "cuda") and launch is not None and launch.world_size > 1:
         return launch.device()  # one GPU per rank: cuda:LOCAL_RANK
     if name == "auto":
@@ -56,6 +64,7 @@ def _rank_zero_first(launch: Launch, load):
 
 
 def load_corpus(job: AttributeJob):
+    check_corpus_kind(job.data.dataset, "data")
     dataset = md.load(job.data.dataset, **job.data.options)
     if job.data.n_docs is not None:
         if job.data.n_docs > len(dataset):
@@ -164,6 +173,7 @@ def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
     if job.attribution.sharding == "fsdp":
         check_sharding_launch(device)
     progress = progress and launch.is_main
+    check_max_seq_len(job.model.path, job.train.max_seq_len, "train.max_seq_len")
     # Data mistakes are cheaper to report than a model load (or a base-model build).
     corpus = _rank_zero_first(launch, lambda: load_corpus(job))
     query_rows = load_query_rows(job.query)

@@ -11,12 +11,18 @@ from magic_core import ConfigError
 from magic_core.preemption import handle_signals
 from magic_core.typed_config import to_mapping
 
+from .data_checks import (
+    check_corpus_kind,
+    check_questions_kind,
+    check_relearn_docs,
+    check_scores_source,
+)
 from .jobs import DataSection
-from .models import load_model_and_tokenizer, load_tokenizer
+from .models import fitted_max_seq_len, load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
 from .run_attribute import resolve_device
 from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
-from .unlearn_jobs import QuestionsSection, UnlearnJob
+from .unlearn_jobs import DEFAULT_MAX_SEQ_LEN, QuestionsSection, UnlearnJob
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Prepared:
 
 
 def _corpus(section: DataSection, role: str):
+    check_corpus_kind(section.dataset, role)
     dataset = md.load(section.dataset, **section.options)
     if section.n_docs is not None:
         if section.n_docs > len(dataset):
@@ -42,10 +49,9 @@ def _corpus(section: DataSection, role: str):
     return dataset
 
 
-def _questions(section: QuestionsSection):
+def _questions(section: QuestionsSection, key: str):
+    check_questions_kind(section.dataset, key)  # before its options are read
     rows = md.load(section.dataset, **section.options)
-    if md.get(section.dataset).kind != md.Kind.MULTIPLE_CHOICE:
-        raise ConfigError(f"eval dataset {section.dataset!r} is not a multiple-choice set")
     return rows.select(range(min(section.limit, len(rows)))) if section.limit else rows
 
 
@@ -73,9 +79,18 @@ def prepare(job: UnlearnJob, progress: bool = True) -> Prepared:
     # report than a model load (or a base-model build).
     tokenizer = load_tokenizer(job.model.path, job.model.tokenizer)
     forget, retain = _corpus(job.forget, "forget"), _corpus(job.retain, "retain")
+    check_relearn_docs(job.relearn.n_docs, job.relearn.enabled, job.forget.dataset, len(forget))
+    for role, scores in (("forget", job.scores.forget), ("retain", job.scores.retain)):
+        if scores is not None:
+            check_scores_source(scores, role, forget, job.forget)
+    max_seq_len = DEFAULT_MAX_SEQ_LEN  # with scores, prepare_data takes the scores run's
+    if job.scores.forget is None:
+        max_seq_len = fitted_max_seq_len(job.model.path, job.max_seq_len, "max_seq_len",
+                                         DEFAULT_MAX_SEQ_LEN)
     data = mu.prepare_data(tokenizer, forget, retain, job.scores.forget, job.scores.retain,
-                           job.max_seq_len)
-    sets = mu.EvalSets(_questions(job.eval.hazard), _questions(job.eval.general),
+                           max_seq_len)
+    sets = mu.EvalSets(_questions(job.eval.hazard, "eval.hazard"),
+                       _questions(job.eval.general, "eval.general"),
                        list(forget["text"]), list(retain["text"]))
     check_readable(job, data, sets, tokenizer)
     # The model's own tokenizer has the same vocabulary (the token rows stay valid).
@@ -92,7 +107,8 @@ def run_unlearn(job: UnlearnJob, out_dir: Path | None = None, progress: bool = T
     step with a checkpoint (`Preempted`); the same call resumes it
     (``restart``: start over).
     """
-    mu.get_recipe(job.recipe.name)  # an unknown recipe fails before any loading
+    # An unknown recipe or a bad option fails before any loading.
+    mu.get_recipe(job.recipe.name).check_options(job.recipe.options)
     out_dir = Path(out_dir or job.output.dir)
     with handle_signals(), resumable_run(out_dir, job, restart=restart) as control:
         prepared = prepared or prepare(job, progress)

@@ -8,10 +8,20 @@ from typing import Any, Literal
 
 import yaml
 from magic_core import from_mapping
+from magic_core.typed_config import setting
 from magic_unlearn import OptimConfig, RelearnConfig, apply_preset
 
-from .jobs import DataSection, ModelSection, apply_override, check_kind, read_mapping
+from .jobs import (
+    DataSection,
+    ModelSection,
+    apply_override,
+    check_kind,
+    device_setting,
+    read_mapping,
+)
 from .slurm_section import SlurmSection
+
+DEFAULT_MAX_SEQ_LEN = 128
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,7 @@ class RecipeSection:
 class OptimSection(OptimConfig):
     """`OptimConfig` plus a preset that sets optimizer and batch_size to one of the seed's jobs."""
 
-    steps: int = 40
+    steps: int = setting(40, ge=1)
     preset: Literal["seed-bs4-adam", "seed-bs16-adam", "seed-bs16-adamw"] | None = None
 
     def resolve(self) -> OptimConfig:
@@ -42,7 +52,7 @@ class OptimSection(OptimConfig):
 class QuestionsSection:
     dataset: str
     options: dict[str, Any] = field(default_factory=dict)
-    limit: int | None = None
+    limit: int | None = setting(None, ge=1, hint="leave it out for every question")
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,10 @@ class UnlearnJob:
     eval: EvalSection = field(default_factory=EvalSection)
     relearn: RelearnConfig = field(default_factory=RelearnConfig)
     output: UnlearnOutput = field(default_factory=UnlearnOutput)
-    max_seq_len: int = 128  # used only without scores (with them, the scores run's length)
-    device: str = "auto"
+    # Used only without scores (with them, the scores run's length); at most the model's
+    # positions. None: DEFAULT_MAX_SEQ_LEN, or the model's positions where it has fewer.
+    max_seq_len: int | None = setting(None, ge=1)
+    device: str = device_setting()
     slurm: SlurmSection = field(default_factory=SlurmSection)  # used by `magic submit` only
 
 

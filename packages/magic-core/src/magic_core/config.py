@@ -8,6 +8,7 @@ from typing import Literal
 from .errors import ConfigError
 from .memory import parse_bytes
 from .precision import check_precision
+from .typed_config import setting
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 LRSchedule = Literal["constant", "linear", "cosine"]
@@ -21,26 +22,27 @@ class TrainConfig:
     """The fine-tuning run whose data is attributed."""
 
     optimizer: Optimizer = "adam"
-    lr: float = 1e-3
+    lr: float = setting(1e-3, gt=0)
     schedule: LRSchedule = "constant"
-    warmup_steps: int = 0
-    batch_size: int = 4
-    epochs: int = 1
+    warmup_steps: int = setting(0, ge=0)
+    batch_size: int = setting(4, ge=1)
+    epochs: int = setting(1, ge=1)
     shuffle: bool = True
     seed: int = 0
     precision: str = "fp32"
-    max_seq_len: int = 128
+    # Also bounded by the model's max_position_embeddings, checked once the model is known.
+    max_seq_len: int = setting(128, ge=1)
     # None: 0.01 for adamw (decoupled, as torch.optim.AdamW), 0 for sgd and adam.
-    weight_decay: float | None = None
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    weight_decay: float | None = setting(None, ge=0)
+    betas: tuple[float, float] = setting((0.9, 0.999), ge=0, lt=1)
+    eps: float = setting(1e-8, gt=0)
     # sqrt(v + eps_root): keeps the derivative of Adam's denominator finite where
     # a parameter's gradient is exactly zero (unused embedding rows). Small
     # enough that the run is torch.optim.Adam's to within float64 rounding:
     # larger values visibly change the scores of the first batches.
-    eps_root: float = 1e-30
-    momentum: float = 0.0
-    max_grad_norm: float | None = None
+    eps_root: float = setting(1e-30, gt=0)
+    momentum: float = setting(0.0, ge=0, lt=1)
+    max_grad_norm: float | None = setting(None, gt=0, hint="leave it out for no clipping")
 
     def __post_init__(self):
         check_precision(self.precision)

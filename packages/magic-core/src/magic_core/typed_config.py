@@ -1,20 +1,100 @@
 """Building typed config dataclasses from plain mappings (YAML, CLI overrides).
 
 Every mistake is reported with the dotted path of the offending key, e.g.
-``train.lr: expected a number, got 'fast'``.
+``train.lr: expected a number, got 'fast'``. Numbers must be finite, and a field
+declared with `setting` is checked against its range (or a check of its own) as it
+is read, so that a value that parses but makes no sense never reaches a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from .errors import ConfigError
 
 T = TypeVar("T")
+_RULE = "magic_config_rule"
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """Bounds of a number (of every item of a tuple or list of numbers)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def describe(self) -> str:
+        parts = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt),
+                                                     ("<=", self.le), ("<", self.lt))
+                 if bound is not None]
+        return " and ".join(parts)
+
+    def holds(self, value: float) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+
+def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None,
+            check: Callable[[Any], str | None] | None = None, hint: str = "") -> Any:
+    """A dataclass field whose value `from_mapping` checks as it reads it.
+
+    ``ge``/``gt``/``le``/``lt`` bound a number (None stays allowed where the type
+    allows it); ``check(value)`` returns what is wrong with a value, or None;
+    ``hint`` is added to the message (e.g. what to write instead).
+    """
+    rule = (Range(ge, gt, le, lt), check, hint)
+    kwargs = {"default": default} if not isinstance(default, (list, dict, set)) else {
+        "default_factory": lambda: type(default)(default)}
+    return dataclasses.field(metadata={_RULE: rule}, **kwargs)
+
+
+def _numbers(value: Any, path: str) -> list[tuple[str, Any]]:
+    if isinstance(value, (list, tuple)):
+        return [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    return [(path, value)]
+
+
+def _check_numbers(value: Any, path: str, bounds: Range, hint: str = "") -> None:
+    suffix = f"; {hint}" if hint else ""
+    for where, number in _numbers(value, path):
+        if not isinstance(number, (int, float)) or isinstance(number, bool):
+            continue
+        # nan and inf parse (.nan, .inf, "nan") but no setting means them: a nan
+        # learning rate trained to nan scores without a word.
+        if not math.isfinite(number) or not bounds.holds(number):
+            kind = "an integer" if isinstance(number, int) else "a finite number"
+            wanted = f"{kind} {bounds.describe()}".strip()
+            raise ConfigError(f"{where}: must be {wanted}, got {number!r}{suffix}")
+
+
+def check_value(f: dataclasses.Field, value: Any, path: str) -> None:
+    """Refuse a value outside the range (or failing the check) ``f`` was declared with,
+    and any infinite or nan number."""
+    if value is None:
+        return
+    bounds, check, hint = f.metadata.get(_RULE, (Range(), None, ""))
+    _check_numbers(value, path, bounds, hint)
+    problem = check(value) if check is not None else None
+    if problem:
+        raise ConfigError(f"{path}: {problem}{'; ' + hint if hint else ''}")
+
+
+def read_value(value: Any, tp: Any, path: str, bounds: Range = Range()) -> Any:
+    """``value`` read as a field of type ``tp`` is (a plugin's options, say): converted,
+    and refused when of another type, not finite or out of ``bounds``."""
+    converted = _convert(value, tp, path)
+    if converted is not None:
+        _check_numbers(converted, path, bounds)
+    return converted
 
 
 def _describe(tp: Any) -> str:
@@ -72,13 +152,16 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -106,6 +189,7 @@ def from_mapping(cls: type[T], data: Any, path: str = "") -> T:
         key_path = f"{path}.{name}" if path else name
         if name in data:
             kwargs[name] = _convert(data[name], hints[name], key_path)
+            check_value(f, kwargs[name], key_path)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{key_path}: missing required key")
     return cls(**kwargs)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from magic_core.typed_config import setting
+
 from .errors import UnlearnError
 
 if TYPE_CHECKING:
@@ -20,12 +22,13 @@ Optimizer = Literal["adam", "adamw", "sgd"]
 @dataclass(frozen=True)
 class OptimConfig:
     optimizer: Optimizer = "adam"
-    lr: float = 1e-4
-    batch_size: int = 4
-    steps: int = 50
+    lr: float = setting(1e-4, gt=0)
+    batch_size: int = setting(4, ge=1)
+    # A job file asks for at least one step: zero would report the base model as unlearned.
+    steps: int = setting(50, ge=1)
     # None: 0.01 for adamw (torch's default), 0 for adam and sgd.
-    weight_decay: float | None = None
-    max_grad_norm: float | None = 1.0
+    weight_decay: float | None = setting(None, ge=0)
+    max_grad_norm: float | None = setting(1.0, gt=0, hint="write null for no clipping")
     seed: int = 0
 
     def __post_init__(self):
@@ -49,9 +52,10 @@ class OptimConfig:
 @dataclass(frozen=True)
 class RelearnConfig:
     enabled: bool = True
-    n_docs: int = 8  # forget documents the attacker has
-    steps: int = 10
-    lr: float = 1e-4  # 1e-3 (10 steps) degraded a barely unlearned world model
-    batch_size: int = 4
+    # Forget documents the attacker has; also bounded by the forget corpus, checked once it is loaded.
+    n_docs: int = setting(8, ge=1)
+    steps: int = setting(10, ge=1, hint="set relearn.enabled: false to skip relearning")
+    lr: float = setting(1e-4, gt=0)  # 1e-3 (10 steps) degraded a barely unlearned world model
+    batch_size: int = setting(4, ge=1)
     optimizer: Optimizer = "adam"
     seed: int = 0

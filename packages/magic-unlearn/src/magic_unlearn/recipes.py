@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from magic_core.typed_config import Range
+
 from .errors import UnlearnError
 from .hookspecs import hookimpl
 from .spec import RecipeSpec, UnlearnData, WeightedRows
-from .weights import real_token_mask, score_weights
+from .weights import Normalization, Selection, real_token_mask, score_weights
+
+# The retain-preserving terms only add; a negative weight would ascend the retain corpus.
+RETAIN_BOUNDS = {"retain_weight": Range(ge=0), "retain_kl": Range(ge=0)}
 
 
 def _uniform(corpus, value: float, name: str) -> WeightedRows:
@@ -41,8 +46,8 @@ def gradient_difference(data: UnlearnData, retain_weight: float = 1.0,
     return [_uniform(data.forget, -1.0, "forget"), *_retain_parts(data, retain_weight, retain_kl)]
 
 
-def attribution_weighted(data: UnlearnData, normalization: str = "mean-abs",
-                         selection: str = "all", clip: float | None = 3.0,
+def attribution_weighted(data: UnlearnData, normalization: Normalization = "mean-abs",
+                         selection: Selection = "all", clip: float | None = 3.0,
                          top_fraction: float | None = None, retain_weight: float = 0.0,
                          retain_kl: float = 0.0) -> list[WeightedRows]:
     if data.forget_scores is None:
@@ -63,11 +68,13 @@ def magic_recipes_register() -> list[RecipeSpec]:
                    "per-token weights from a forget-query scores run (weight = normalised score)",
                    {"normalization": "mean-abs", "selection": "all", "clip": 3.0,
                     "top_fraction": None, "retain_weight": 0.0, "retain_kl": 0.0},
-                   needs_scores=True),
+                   needs_scores=True,
+                   bounds={"clip": Range(gt=0), "top_fraction": Range(gt=0, le=1), **RETAIN_BOUNDS}),
         RecipeSpec("gradient-ascent", gradient_ascent,
-                   "uniform gradient ascent on the forget corpus", {"retain_kl": 0.0}),
+                   "uniform gradient ascent on the forget corpus", {"retain_kl": 0.0},
+                   bounds=RETAIN_BOUNDS),
         RecipeSpec("gradient-difference", gradient_difference,
                    "ascent on the forget corpus, descent on the retain corpus",
-                   {"retain_weight": 1.0, "retain_kl": 0.0}),
+                   {"retain_weight": 1.0, "retain_kl": 0.0}, bounds=RETAIN_BOUNDS),
     ]
 

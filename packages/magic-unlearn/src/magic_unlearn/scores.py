@@ -47,7 +47,11 @@ def check_scores(run: ScoresRun, dataset, tokenizer, corpus: TokenizedCorpus) ->
     prints = run.manifest.get("fingerprints", {})
     where = f"scores run {run.path}"
     if prints.get("dataset") != md.dataset_fingerprint(dataset):
-        raise UnlearnError(f"{where} was computed on another corpus (dataset fingerprint "
+        # What it was computed on, as its job recorded it, says more than the fingerprints.
+        data = run.manifest.get("config", {}).get("data")
+        read = (f"it read dataset {data.get('dataset')!r} with options {data.get('options', {})} "
+                f"and n_docs {data.get('n_docs')}; " if isinstance(data, dict) else "")
+        raise UnlearnError(f"{where} was computed on another corpus ({read}dataset fingerprint "
                            f"{prints.get('dataset')} != {md.dataset_fingerprint(dataset)}); "
                            "use the same dataset, options and n_docs as its attribution job")
     if prints.get("tokenizer") != md.tokenizer_fingerprint(tokenizer):

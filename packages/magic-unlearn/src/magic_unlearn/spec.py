@@ -8,12 +8,14 @@ descent on that token (learn it) and a negative weight is gradient ascent
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from magic_core import TokenizedCorpus
+from magic_core import ConfigError, TokenizedCorpus
+from magic_core.typed_config import Range, read_value
 
 from .errors import UnlearnError
 from .scores import ScoresRun
@@ -55,11 +57,27 @@ class RecipeSpec:
     options: dict[str, Any] = field(default_factory=dict)
     needs_scores: bool = False
     package: str = ""  # filled in by the registry
+    # Valid ranges of numeric options; every number must also be finite, and every
+    # option of the type ``build`` annotates it with.
+    bounds: dict[str, Range] = field(default_factory=dict)
 
-    def parts(self, data: UnlearnData, options: dict[str, Any]) -> list[WeightedRows]:
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` as ``build`` takes them; cheap, so a job is checked before any loading."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             accepted = ", ".join(sorted(self.options)) or "none"
             raise UnlearnError(f"recipe {self.name!r} has no option {unknown[0]!r}; "
                                f"it accepts: {accepted}")
-        return self.build(data, **options)
+        try:
+            hints = typing.get_type_hints(self.build)
+        except (NameError, TypeError):  # a plugin's annotations that do not resolve here
+            hints = {}
+        try:
+            return {name: read_value(value, hints.get(name, Any), f"recipe.options.{name}",
+                                     self.bounds.get(name, Range()))
+                    for name, value in options.items()}
+        except ConfigError as exc:  # a recipe's mistake is the recipes' own kind of error
+            raise UnlearnError(str(exc)) from None
+
+    def parts(self, data: UnlearnData, options: dict[str, Any]) -> list[WeightedRows]:
+        return self.build(data, **self.check_options(options))
