@@ -80,6 +80,19 @@ def test_a_sweep_lists_its_points_and_its_table_keeps_close_lrs_apart(config, tm
     assert "lr=0.0005," in table and "lr=0.0008," in table and "lr=0.001," not in table
 
 
+def test_a_sweep_over_another_grid_is_refused_then_replaced_with_restart(config, tmp_path):
+    args = ("sweep", config, "--set", "output.save_model=false", "--quiet")
+    assert _invoke(*args, "--param", "lr=5e-4").exit_code == 0
+    run = tmp_path / "out"
+    refused = _invoke(*args, "--param", "lr=8e-4")
+    assert refused.exit_code == 2 and "--restart" in refused.output, refused.output
+    assert "lr=0.0005," in (run / "table.md").read_text()
+    replaced = _invoke(*args, "--param", "lr=8e-4", "--restart")
+    assert replaced.exit_code == 0, replaced.output
+    table = (run / "table.md").read_text()
+    assert "lr=0.0008," in table and "lr=0.0005," not in table
+
+
 @pytest.fixture
 def demo_layout(config, tmp_path):
     """The layout `magic demo` writes, from real unlearning runs (the demo's own needs the

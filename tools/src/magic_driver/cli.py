@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import json
@@ -19,7 +20,8 @@ from .exit_codes import EXIT_PREEMPTED
 # and none of them may pay for importing torch (commands import what they run).
 USER_ERRORS = (ConfigError, DatasetError, UnlearnError)
 RESTART_HELP = ("Discard the run directory's checkpoint and start over (by default a preempted "
-                "run resumes from it).")
+                "run resumes from it); over finished results (kept by default, refused if of "
+                "another job), compute new ones and swap them in once complete.")
 
 # Commands kept in their own modules (name -> module, attribute), imported when
 # invoked or listed. A module that is not there (yet) leaves its command out.
@@ -38,10 +40,50 @@ def _preempted(exc: BaseException) -> bool:
     return preemption is not None and isinstance(exc, preemption.Preempted)
 
 
+# What the file system says about a path a user chose, and what they can do about it.
+FILE_SYSTEM_FIXES = {
+    errno.EACCES: "make it writable, or write elsewhere (--out)",
+    errno.EPERM: "make it writable, or write elsewhere (--out)",
+    errno.EROFS: "write elsewhere (--out)",
+    errno.ENOSPC: "free some space, or write elsewhere (--out)",
+    errno.EDQUOT: "free some space, or write elsewhere (--out)",
+    errno.EISDIR: "give a file there, not a directory",
+    errno.ENOTDIR: "a part of the path is a file; choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+class UsageMistake(click.ClickException):
+    """click's own refusals (a missing argument, a directory given for a file) in the
+    one-line form of every other user mistake."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _one_line(exc: click.ClickException) -> UsageMistake:
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message = f"{message.rstrip('.')}; see `{ctx.command_path} --help`"
+    return UsageMistake(message)
+
+
+def file_system_problem(exc: OSError) -> str | None:
+    """One line for a file system refusal on a named path; None for any other OSError."""
+    fix = FILE_SYSTEM_FIXES.get(exc.errno)
+    if fix is None or exc.filename is None:
+        return None
+    return f"{exc.filename}: {exc.strerror}; {fix}"
+
+
 class MagicGroup(click.Group):
-    """Turns user mistakes into one line on stderr and exit code 2, no traceback;
-    a preempted run into one line and `EXIT_PREEMPTED`. Loads the commands of
-    `ELSEWHERE` on first use."""
+    """Turns user mistakes into one line on stderr and exit code 2, no traceback: the
+    project's errors, click's usage errors and the file system's refusals (a
+    read-only or full output directory); a preempted run into one line and
+    `EXIT_PREEMPTED`. Loads the commands of `ELSEWHERE` on first use."""
 
     def list_commands(self, ctx):
         present = [name for name, (module, _) in ELSEWHERE.items() if _module_exists(module)]
@@ -55,11 +97,29 @@ class MagicGroup(click.Group):
                 self.add_command(getattr(loaded, attribute), name)
         return self.commands.get(name)
 
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageMistake:
+            raise
+        except click.ClickException as exc:
+            raise _one_line(exc) from None
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except UsageMistake:
+            raise
+        except click.ClickException as exc:
+            raise _one_line(exc) from None
+        except OSError as exc:
+            problem = file_system_problem(exc)
+            if problem is None:
+                raise
+            click.echo(f"error: {problem}", err=True)
             ctx.exit(2)
         except Exception as exc:
             if not _preempted(exc):
@@ -95,7 +155,9 @@ def main():
               default=Path("runs/demo"), show_default=True, help="Output directory.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def demo(out_dir: Path, device: str, quiet: bool):
+@click.option("--restart", is_flag=True,
+              help="Recompute every run (by default runs this demo finished before are reused).")
+def demo(out_dir: Path, device: str, quiet: bool, restart: bool):
     """Run the whole pipeline on the built-in offline world.
 
     Builds (or reuses) the world's base model, fine-tunes it on 64 documents
@@ -114,7 +176,7 @@ def demo(out_dir: Path, device: str, quiet: bool):
 
     if problem := device_problem(device):
         raise ConfigError(f"--device: {problem}")
-    summary = run_demo(out_dir, device, progress=not quiet)
+    summary = run_demo(out_dir, device, progress=not quiet, restart=restart)
     click.echo(json.dumps(summary, indent=2))
 
 
@@ -145,12 +207,16 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
     from .run_attribute import run_attribute
 
     job = load_job(config, overrides)
+    notes: list[str] = []
     with library_progress_bars(not quiet):  # also the datasets bars of loading the corpus
-        manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart)
+        manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart,
+                                 note=notes.append)
     target = out_dir or Path(job.output.dir)
     from magic_core.distributed import launch_from_environment
 
-    if launch_from_environment().is_main:
+    if notes:
+        click.echo(notes[0])
+    elif launch_from_environment().is_main:
         click.echo(f"wrote {target} ({manifest['corpus']['documents']} documents, "
                    f"{manifest['training']['steps']} steps, {manifest['timings']['total']:.1f} s)")
 
@@ -231,7 +297,8 @@ def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
 
     job = load_unlearn_job(config, overrides)
     with library_progress_bars(not quiet):
-        run_unlearn(job, out_dir, progress=not quiet, restart=restart)
+        run_unlearn(job, out_dir, progress=not quiet, restart=restart,
+                    note=lambda line: click.echo(line, err=True))
     click.echo((Path(out_dir or job.output.dir) / "table.md").read_text().rstrip())
 
 
@@ -244,8 +311,10 @@ def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default: output.dir of the config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--restart", is_flag=True, help="Recompute every point, replacing finished ones "
+              "(another grid's included) once each new point is complete.")
 def sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ...],
-          out_dir: Path | None, quiet: bool):
+          out_dir: Path | None, quiet: bool, restart: bool):
     """Run an unlearning config over a grid of values; write one table.
 
     Short keys: lr, steps, recipe, preset, selection, normalization; any
@@ -260,7 +329,8 @@ def sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ..
     from .sweep import run_sweep
 
     with library_progress_bars(not quiet):
-        target = run_sweep(config, params, overrides, out_dir, progress=not quiet)
+        target = run_sweep(config, params, overrides, out_dir, progress=not quiet,
+                           restart=restart)
     click.echo((target / "table.md").read_text().rstrip())
 
 

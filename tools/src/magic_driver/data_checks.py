@@ -3,12 +3,12 @@ model is built: dataset kinds, counts bounded by a corpus, scores of the same co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import magic_datasets as md
 from magic_core import ConfigError
 from magic_core.outputs import MANIFEST
+from magic_core.run_reader import DamagedRun, read_manifest
 from magic_core.typed_config import to_mapping
 
 from .jobs import DataSection
@@ -45,7 +45,10 @@ def check_scores_source(scores_dir: str, role: str, forget, section: DataSection
     path = Path(scores_dir) / MANIFEST
     if not path.is_file():
         return  # the scores loader says what is missing
-    manifest = json.loads(path.read_text())
+    try:
+        manifest = read_manifest(Path(scores_dir))
+    except DamagedRun as exc:
+        raise ConfigError(f"scores.{role}: {exc}") from None
     if manifest.get("fingerprints", {}).get("dataset") == md.dataset_fingerprint(forget):
         return
     data = manifest.get("config", {}).get("data")

@@ -43,13 +43,18 @@ def precision_at_k(run_dir: Path, k: int) -> float:
     return sum(r["planted"] for r in lowest) / k
 
 
-def run_demo(out_dir: Path, device: str = "auto", progress: bool = True) -> dict:
-    """The whole demo; each phase is announced on stderr before it starts."""
+def run_demo(out_dir: Path, device: str = "auto", progress: bool = True,
+             restart: bool = False) -> dict:
+    """The whole demo; each phase is announced on stderr before it starts.
+
+    Runs already finished in ``out_dir`` by the same jobs are reused; another
+    version's are refused unless ``restart``, which recomputes every run.
+    """
     with library_progress_bars(progress):
-        return _run_demo(out_dir, device, progress)
+        return _run_demo(out_dir, device, progress, restart)
 
 
-def _run_demo(out_dir: Path, device: str, progress: bool) -> dict:
+def _run_demo(out_dir: Path, device: str, progress: bool, restart: bool) -> dict:
     t0 = time.perf_counter()
     if is_built(world_base_dir()):
         notice(f"demo: using the built-in world's base model cached in {world_base_dir()}")
@@ -58,7 +63,7 @@ def _run_demo(out_dir: Path, device: str, progress: bool) -> dict:
     job = demo_job(out_dir, device)
     notice(f"demo: fine-tuning on {DEMO_DOCS} documents ({DEMO_PLANTED} planted) and scoring "
            f"each document and token for the hazard questions -> {job.output.dir}")
-    manifest = run_attribute(job, Path(job.output.dir), progress=progress)
+    manifest = run_attribute(job, Path(job.output.dir), progress=progress, restart=restart)
     run_dir = Path(job.output.dir)
     summary = {
         "attribution": {
@@ -74,7 +79,7 @@ def _run_demo(out_dir: Path, device: str, progress: bool) -> dict:
         "timings": dict(manifest["timings"]),
     }
     t_unlearn = time.perf_counter()
-    summary["unlearn"] = run_demo_unlearn(out_dir / "unlearn", device, progress)
+    summary["unlearn"] = run_demo_unlearn(out_dir / "unlearn", device, progress, restart)
     summary["timings"]["unlearn"] = time.perf_counter() - t_unlearn
     summary["timings"]["demo_total"] = time.perf_counter() - t0
     write_json(out_dir / "summary.json", summary)

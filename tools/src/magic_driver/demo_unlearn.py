@@ -78,17 +78,20 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def run_demo_unlearn(out_dir: Path, device: str = "auto", progress: bool = True) -> dict:
+def run_demo_unlearn(out_dir: Path, device: str = "auto", progress: bool = True,
+                     restart: bool = False) -> dict:
     with torch_threads(1):
-        return _run_demo_unlearn(out_dir, device, progress)
+        return _run_demo_unlearn(out_dir, device, progress, restart)
 
 
-def _run_demo_unlearn(out_dir: Path, device: str, progress: bool) -> dict:
+def _run_demo_unlearn(out_dir: Path, device: str, progress: bool, restart: bool) -> dict:
     forget_dir, retain_dir = out_dir / "scores-forget", out_dir / "scores-retain"
     notice("demo: scoring every token of the forget corpus for the hazard questions and for "
            "the general ones (the weights of attribution-weighted unlearning)")
-    run_attribute(scores_job(forget_dir, "world-hazard-mcqa", device), forget_dir, progress)
-    run_attribute(scores_job(retain_dir, "world-general-mcqa", device), retain_dir, progress)
+    run_attribute(scores_job(forget_dir, "world-hazard-mcqa", device), forget_dir, progress,
+                  restart=restart)
+    run_attribute(scores_job(retain_dir, "world-general-mcqa", device), retain_dir, progress,
+                  restart=restart)
     config = {"scores": {"forget": str(forget_dir), "retain": str(retain_dir)},
               "device": device, "output": {"save_model": False}}
     prepared = prepare(build_job(config), progress)
@@ -102,7 +105,8 @@ def _run_demo_unlearn(out_dir: Path, device: str, progress: bool) -> dict:
         for lr in DEMO_LRS:
             job = build_job({**config, "recipe": {"name": recipe, "options": options},
                              "optim": {"lr": lr}})
-            result = run_unlearn(job, out_dir / "runs" / f"{label}-lr{exact(lr)}", progress, prepared)
+            result = run_unlearn(job, out_dir / "runs" / f"{label}-lr{exact(lr)}", progress, prepared,
+                                 restart=restart)
             rows.append(mu.flat_row(result))
         point = operating_point(rows)
         summary[label] = {

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import click
 import magic_unlearn as mu
-import pyarrow.parquet as pq
 from magic_core import ConfigError
-from magic_core.outputs import DOCUMENTS, MANIFEST, SCORES
+from magic_core.outputs import MANIFEST
 from magic_core.report import HEATMAP, HISTOGRAM, SUMMARY, write_report
-from safetensors.torch import load_file
+from magic_core.run_reader import read_run
 
 from .run_files import NOT_RUNS, PROGRESS, RESULT, SLURM_DIR, SUBMISSION, SWEEP, TABLE_JSON
 from .sweep_grid import grid
@@ -40,17 +39,9 @@ def _json(path: Path) -> dict:
 
 
 def rerender_attribution(run_dir: Path) -> list[Path]:
-    missing = [name for name in (SCORES, DOCUMENTS) if not (run_dir / name).is_file()]
-    if missing:
-        raise ConfigError(f"{run_dir} has {MANIFEST} but lacks {', '.join(missing)}; the run "
-                          "directory is damaged, rerun the job")
-    scores = load_file(str(run_dir / SCORES))
-    if "per_example" not in scores:
-        raise ConfigError(f"{run_dir / SCORES} has no per_example scores; rerun the job")
-    table = pq.read_table(run_dir / DOCUMENTS)
-    write_report(run_dir, table, scores["per_example"], scores.get("per_token"),
-                 _json(run_dir / MANIFEST))
-    written = [SUMMARY, HISTOGRAM] + ([HEATMAP] if "per_token" in scores else [])
+    run = read_run(run_dir)  # checked whole before anything is rewritten
+    write_report(run_dir, run.documents(), run.per_example, run.per_token, run.manifest)
+    written = [SUMMARY, HISTOGRAM] + ([HEATMAP] if run.per_token is not None else [])
     return [run_dir / name for name in written]
 
 

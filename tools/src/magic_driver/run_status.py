@@ -15,6 +15,7 @@ from pathlib import Path
 
 from magic_core import ConfigError
 from magic_core.number_format import exact, fixed, significant
+from magic_core.run_reader import read_manifest
 
 from .run_files import (
     MANIFEST,
@@ -85,7 +86,7 @@ def _unlearning_result(r: dict) -> str:
 def result_summary(run_dir: Path) -> str | None:
     """One line about a finished run's (or a finished demo's) numbers."""
     if (run_dir / MANIFEST).is_file():
-        m = _read_json(run_dir / MANIFEST)
+        m = read_manifest(run_dir)  # `magic report` checks the files it describes
         q, t = m.get("query", {}), m.get("timings", {})
         return (f"{m.get('corpus', {}).get('documents')} documents, "
                 f"{m.get('training', {}).get('steps')} steps, {m.get('scores_dtype')} scores, "

@@ -29,11 +29,12 @@ def finished_result(point_dir: Path, job) -> dict | None:
 
 
 def run_sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ...] = (),
-              out_dir: Path | None = None, progress: bool = True) -> Path:
+              out_dir: Path | None = None, progress: bool = True, restart: bool = False) -> Path:
     """Run every point of the grid; returns the directory holding table.md/table.json.
 
     A preempted sweep, rerun, keeps the points it finished and resumes the
-    one it was in from its checkpoint.
+    one it was in from its checkpoint; ``restart`` recomputes every point
+    (replacing another grid's results).
     """
     if not params:
         raise ConfigError("magic sweep needs at least one --param KEY=V1,V2,...")
@@ -46,9 +47,10 @@ def run_sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str
             key = shared_key(job)
             if key not in cache:
                 cache = {key: prepare(job, progress)}  # keep one loaded model at a time
-            result = finished_result(out_dir / f"{i:03d}", job)
+            result = None if restart else finished_result(out_dir / f"{i:03d}", job)
             if result is None:
-                result = run_unlearn(job, out_dir / f"{i:03d}", progress, cache[key])
+                result = run_unlearn(job, out_dir / f"{i:03d}", progress, cache[key],
+                                     restart=restart)
             rows.append({**mu.flat_row(result), "point": list(assignments), "dir": f"{i:03d}"})
             mu.write_table(out_dir, rows, cache[key].before)  # partial tables survive interruption
     write_json(out_dir / "sweep.json", {"params": list(params), "overrides": list(overrides),

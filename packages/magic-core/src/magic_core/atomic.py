@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,3 +35,60 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, data) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def aside_path(target: Path) -> Path:
+    """Where `replace_dir` keeps the old contents of ``target`` while it swaps."""
+    return target.with_name(f".{target.name}.replaced")
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move the complete directory ``new`` to ``target``, replacing what is there.
+
+    ``target`` holds the whole old or the whole new contents at every moment
+    (a process killed at any point included): one atomic exchange where the
+    system has one, else two renames that `recover_dir` undoes half-way.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        new.rename(target)
+        return
+    aside = aside_path(target)
+    shutil.rmtree(aside, ignore_errors=True)
+    if _exchange(new, target):
+        new.rename(aside)  # the old contents, under a name nothing reads
+    else:
+        target.rename(aside)
+        new.rename(target)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def recover_dir(target: str | os.PathLike) -> None:
+    """Finish what a killed `replace_dir` left: the old contents back if nothing replaced them,
+    else the old contents removed."""
+    target = Path(target)
+    aside = aside_path(target)
+    if not aside.is_dir():
+        return
+    if target.exists():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.rename(target)

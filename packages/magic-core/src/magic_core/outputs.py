@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import sys
 from importlib import metadata
@@ -15,11 +16,8 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_path, write_json
 from .attribution import AttributionResult
+from .output_names import DIGESTS, DOCUMENTS, MANIFEST, SCORES, SOURCES
 
-SCORES = "scores.safetensors"
-DOCUMENTS = "documents.parquet"
-SOURCES = "sources.parquet"
-MANIFEST = "manifest.json"
 PREVIEW_CHARS = 240
 
 
@@ -143,6 +141,17 @@ def build_manifest(result: AttributionResult, config: dict, fingerprints: dict,
     }
 
 
+def file_digests(out_dir: Path) -> dict[str, str]:
+    """sha256 of the run's machine-readable files, so that a reader notices an edited one."""
+    digests = {}
+    for name in (SCORES, DOCUMENTS, SOURCES):
+        if (out_dir / name).is_file():
+            digests[name] = hashlib.sha256((out_dir / name).read_bytes()).hexdigest()
+    return digests
+
+
 def write_manifest(out_dir: Path, manifest: dict) -> None:
-    # Written last: a run directory with a manifest is a complete one.
+    """Written last: a run directory with a manifest is a complete one. Records the
+    digests of the files written before it (``manifest`` gains them too)."""
+    manifest[DIGESTS] = file_digests(out_dir)
     write_json(out_dir / MANIFEST, manifest)

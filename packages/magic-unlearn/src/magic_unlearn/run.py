@@ -40,13 +40,15 @@ def run_recipe(base_model, tokenizer, data: UnlearnData, sets: EvalSets, recipe:
                options: dict, optim: OptimConfig, relearn_cfg: RelearnConfig,
                out_dir: Path | None = None, before: dict | None = None,
                save_model: bool = True, extra: dict | None = None,
-               control: RunControl | None = None) -> dict:
+               control: RunControl | None = None, final_dir: Path | None = None) -> dict:
     """Unlearn a copy of ``base_model``; evaluate, relearn, save; returns the result record.
 
     ``before`` (the base model's evaluation) may be passed in so a sweep
     measures it once. With a ``control`` the run may stop after any
     unlearning or relearning step (`Preempted`, after a phase checkpoint) and
     continues from a checkpoint of the same job, to the same numbers.
+    ``final_dir``: where ``out_dir``'s files will live, when they are built
+    elsewhere and moved there (the record names the model's final place).
     """
     t0 = time.perf_counter()
     before = before or evaluate(base_model, tokenizer, sets)
@@ -78,7 +80,7 @@ def run_recipe(base_model, tokenizer, data: UnlearnData, sets: EvalSets, recipe:
         out_dir = Path(out_dir)
         if save_model:
             save_pretrained(model, tokenizer, out_dir / "model")
-            result["model_dir"] = str(out_dir / "model")
+            result["model_dir"] = str(Path(final_dir or out_dir) / "model")
         write_json(out_dir / "result.json", result)
     return result
 

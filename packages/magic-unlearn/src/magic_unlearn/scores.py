@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import magic_datasets as md
 import torch
 from magic_core import TokenizedCorpus
-from magic_core.outputs import MANIFEST, SCORES
-from safetensors.torch import load_file
+from magic_core.outputs import MANIFEST
+from magic_core.run_reader import DamagedRun, read_run
 
 from .errors import UnlearnError
+
+# What `check_scores` compares a scores run by.
+NEEDED = ("fingerprints.dataset", "fingerprints.tokenizer", "corpus.max_seq_len")
 
 
 @dataclass
@@ -31,12 +33,14 @@ def load_scores(run_dir: str | Path) -> ScoresRun:
     if not (run_dir / MANIFEST).is_file():
         raise UnlearnError(f"{run_dir} is not a complete scores run (no {MANIFEST}); "
                            "run `magic attribute` with granularity per-token first")
-    manifest = json.loads((run_dir / MANIFEST).read_text())
-    tensors = load_file(str(run_dir / SCORES))
-    if "per_token" not in tensors:
+    try:
+        run = read_run(run_dir, need=NEEDED, documents=False)
+    except DamagedRun as exc:
+        raise UnlearnError(f"scores {exc}") from None
+    if run.per_token is None:
         raise UnlearnError(f"{run_dir} has per-example scores only; token weights need "
                            "attribution.granularity: per-token")
-    return ScoresRun(run_dir, tensors["per_token"].double(), manifest)
+    return ScoresRun(run_dir, run.per_token.double(), run.manifest)
 
 
 def check_scores(run: ScoresRun, dataset, tokenizer, corpus: TokenizedCorpus) -> None:

@@ -1,0 +1,8 @@
+"""The file names of a run directory, in a module light enough for `magic status` (no torch)."""
+
+SCORES = "scores.safetensors"
+DOCUMENTS = "documents.parquet"
+SOURCES = "sources.parquet"
+MANIFEST = "manifest.json"
+# manifest key: file name -> sha256 of the files the manifest describes.
+DIGESTS = "digests"
