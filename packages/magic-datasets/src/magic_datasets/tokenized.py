@@ -28,6 +28,7 @@ from .fingerprint import dataset_fingerprint, tokenizer_fingerprint
 
 TRUNCATE, CHUNK = "truncate", "chunk"
 MODES = (TRUNCATE, CHUNK)
+TOKENIZE_MODES = MODES  # the name the package exports
 FORMAT_VERSION = 1  # bump when the rows this module writes change
 
 

@@ -11,10 +11,9 @@ package (or only `UnlearnError`) does not import torch.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
+
+import lazy_loader
 
 __version__ = "0.1.0"
 
@@ -34,45 +33,10 @@ _MODULES = {
     "training": ("train_weighted",),
     "weights": ("score_weights",),
 }
-# Public name -> the module defining it.
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 
-__all__ = [
-    "ENTRY_POINT_GROUP", "EvalSets", "OptimConfig", "PRESETS", "RecipeRegistry", "RecipeSpec",
-    "RelearnConfig", "ScoresRun", "UnlearnData", "UnlearnError", "WeightedRows", "apply_preset",
-    "check_scores", "evaluate", "flat_row", "get_recipe", "hookimpl", "list_recipes",
-    "load_scores", "markdown", "prepare_data", "relearn", "run_recipe", "save_pretrained",
-    "score_weights", "train_weighted", "unlearn", "write_table",
-]
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
-class _Package(types.ModuleType):
-    """`evaluate` and `relearn` name a submodule and the function exported from it.
-
-    Importing a submodule binds it to the package's attribute of that name,
-    which would hide the function once something imports the submodule; the
-    exported function wins, as it did when this file imported everything.
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+# lazy_loader also keeps `evaluate` and `relearn` the functions once their
+# same-named submodules are imported.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs=_MODULES)
 
 
 if TYPE_CHECKING:
