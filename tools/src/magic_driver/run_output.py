@@ -30,20 +30,12 @@ from magic_core.run_reader import read_run
 from magic_core.typed_config import to_mapping
 
 from .resumable import CHECKPOINTS, UNFINGERPRINTED
-from .run_files import MANIFEST, RESULT
+from .run_files import MANIFEST, RESULT, read_json_object
 
 
 def _read_result(run_dir: Path) -> dict:
-    path = run_dir / RESULT
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is unreadable ({type(exc).__name__}): {run_dir} holds damaged "
-                          "results; pass --restart to replace them, or choose another --out") from None
-    if not isinstance(result, dict):
-        raise ConfigError(f"{path} is not a JSON object: {run_dir} holds damaged results; pass "
-                          "--restart to replace them, or choose another --out")
-    return result
+    return read_json_object(run_dir / RESULT, f"{run_dir} holds damaged results; pass --restart "
+                            "to replace them, or choose another --out")
 
 
 def _read_manifest(run_dir: Path) -> dict:

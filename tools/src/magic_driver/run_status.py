@@ -7,7 +7,6 @@ unlearn/ folder, a demo's root) shows one line per run inside it.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from datetime import datetime, timezone
@@ -27,6 +26,7 @@ from .run_files import (
     SUMMARY,
     SWEEP,
     TABLE_MD,
+    read_json_object,
 )
 from .slurm_queries import job_state
 
@@ -41,14 +41,7 @@ _DEPTH = 3
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is unreadable ({type(exc).__name__}); the run directory is "
-                          "damaged, rerun the job") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a JSON object; the run directory is damaged")
-    return data
+    return read_json_object(path, "the run directory is damaged, rerun the job")
 
 
 def read_progress(run_dir: Path) -> dict | None:
