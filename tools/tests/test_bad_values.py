@@ -261,7 +261,9 @@ def test_the_sections_that_tell_job_kinds_apart_are_the_job_files_own():
     assert set(KIND_SECTIONS["unlearn"]) == unlearn - attribute
 
 
-def test_demo_refuses_a_device_that_is_no_device(tmp_path, refusal, no_model_build):
+def test_demo_refuses_a_device_that_is_no_device(tmp_path, refusal, monkeypatch):
+    # Not no_model_build: the demo module must not be first imported under its patch.
+    monkeypatch.setenv("MAGIC_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     r = refusal(out, tmp_path / "cache")
     result = CliRunner().invoke(main, ["demo", "--device", "banana", "--out", str(out), "--quiet"])

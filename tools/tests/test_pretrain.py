@@ -156,6 +156,7 @@ def test_unlearn_refuses_a_forget_corpus_the_tokenizer_cannot_read(env, tmp_path
         kind: unlearn
         model: {path: "builtin:world-base"}
         forget: {dataset: example-kitchen-notes, options: {n: 4}}
+        relearn: {enabled: false}
         recipe: {name: gradient-ascent}
         device: cpu
         """))

@@ -172,10 +172,10 @@ def demo(out_dir: Path, device: str, quiet: bool, restart: bool):
     """
     from magic_core.device_names import device_problem
 
-    from .demo import run_demo
-
     if problem := device_problem(device):
         raise ConfigError(f"--device: {problem}")
+    from .demo import run_demo
+
     summary = run_demo(out_dir, device, progress=not quiet, restart=restart)
     click.echo(json.dumps(summary, indent=2))
 
