@@ -156,7 +156,8 @@ def main():
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--restart", is_flag=True,
-              help="Recompute every run (by default runs this demo finished before are reused).")
+              help="Replace the runs of another version of the demo in OUT (by default they are "
+              "refused; the same demo's runs are always recomputed and replaced).")
 def demo(out_dir: Path, device: str, quiet: bool, restart: bool):
     """Run the whole pipeline on the built-in offline world.
 
@@ -207,16 +208,12 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
     from .run_attribute import run_attribute
 
     job = load_job(config, overrides)
-    notes: list[str] = []
     with library_progress_bars(not quiet):  # also the datasets bars of loading the corpus
-        manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart,
-                                 note=notes.append)
+        manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart)
     target = out_dir or Path(job.output.dir)
     from magic_core.distributed import launch_from_environment
 
-    if notes:
-        click.echo(notes[0])
-    elif launch_from_environment().is_main:
+    if launch_from_environment().is_main:
         click.echo(f"wrote {target} ({manifest['corpus']['documents']} documents, "
                    f"{manifest['training']['steps']} steps, {manifest['timings']['total']:.1f} s)")
 
@@ -297,8 +294,7 @@ def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
 
     job = load_unlearn_job(config, overrides)
     with library_progress_bars(not quiet):
-        run_unlearn(job, out_dir, progress=not quiet, restart=restart,
-                    note=lambda line: click.echo(line, err=True))
+        run_unlearn(job, out_dir, progress=not quiet, restart=restart)
     click.echo((Path(out_dir or job.output.dir) / "table.md").read_text().rstrip())
 
 

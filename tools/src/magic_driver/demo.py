@@ -47,8 +47,8 @@ def run_demo(out_dir: Path, device: str = "auto", progress: bool = True,
              restart: bool = False) -> dict:
     """The whole demo; each phase is announced on stderr before it starts.
 
-    Runs already finished in ``out_dir`` by the same jobs are reused; another
-    version's are refused unless ``restart``, which recomputes every run.
+    Runs already finished in ``out_dir`` are recomputed and replaced whole;
+    another version's are refused unless ``restart``.
     """
     with library_progress_bars(progress):
         return _run_demo(out_dir, device, progress, restart)

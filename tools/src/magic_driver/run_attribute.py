@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import magic_core as mc
@@ -30,7 +29,7 @@ from .data_checks import check_corpus_kind
 from .jobs import AttributeJob, QuerySection, QuerySpec, check_query_kind
 from .models import check_max_seq_len, load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
-from .run_output import already_finished, plan_output
+from .run_output import plan_output
 from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 
 
@@ -143,17 +142,16 @@ def build_objective(spec: QuerySpec | QuerySection, rows, tokenizer, max_len: in
 
 
 def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool = True,
-                  restart: bool = False, note: Callable[[str], None] | None = None) -> dict:
+                  restart: bool = False) -> dict:
     """Run ``job``; write its run directory; return the manifest.
 
     Under torchrun or srun every rank runs this; they share the work of each
     step and the query, and only rank 0 writes the run directory. SIGTERM or
     SIGUSR1 stop it after the current step with a checkpoint (`Preempted`);
     the same call on the same run directory resumes it (``restart``: start over).
-    A run directory holding this job's finished results is left as it is (its
-    manifest is returned and ``note`` hears why); another job's are refused
-    unless ``restart``, which replaces them whole once the new ones are
-    complete (see `run_output`).
+    Finished results already there are replaced whole once the new ones are
+    complete: this job's always, another job's only with ``restart`` (see
+    `run_output`).
     """
     out_dir = Path(out_dir or job.output.dir)
     with handle_signals():
@@ -161,10 +159,6 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
         launch = init_from_environment()
         try:
             plan = plan_output(out_dir, job, "attribute", restart=restart, is_main=launch.is_main)
-            if plan.finished is not None:
-                if note is not None and launch.is_main:
-                    note(already_finished(out_dir))
-                return plan.finished
             try:
                 # magic-core fingerprints train and attribution as they act (memory
                 # budgets resolved to a schedule), so that a requeue on other hardware resumes.

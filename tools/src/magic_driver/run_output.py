@@ -3,12 +3,14 @@
 The output directory of `magic attribute` or `magic unlearn`:
 
 - holds no finished results: the run works in it (resuming its checkpoint);
-- holds the finished results of the same job: nothing is recomputed or
-  rewritten (`Plan.finished` is their record); ``--restart`` recomputes them;
+- holds the finished results of the same job: they are recomputed and
+  replaced. The job file does not pin its inputs (a rebuilt base model, an
+  updated dataset or model at the same path), and results that silently
+  outlive the inputs they came from are worse than the time a rerun costs;
 - holds the finished results of another job, or damaged ones: refused in one
   line, unless ``--restart``;
-- with ``--restart`` over finished results: the new run is built in a hidden
-  sibling, ``.NAME.replacing``, and swapped in only once complete, so that the
+- a replacement (same job, or ``--restart``) is built in a hidden sibling,
+  ``.NAME.replacing``, and swapped in only once complete, so that the
   directory holds the whole old or the whole new results at every moment (a
   killed process included). A replacement stopped by a signal resumes there
   when the command is run again.
@@ -97,7 +99,6 @@ def differing_settings(recorded: dict, job) -> list[str]:
 class Plan:
     target: Path
     work_dir: Path  # where the run writes: target, or its staging sibling
-    finished: dict | None = None  # the record of the same job's finished results
 
     @property
     def replacing(self) -> bool:
@@ -145,9 +146,4 @@ def plan_output(target: Path, job, kind: str, *, restart: bool = False,
         raise ConfigError(f"--out {target} holds the finished results of another job "
                           f"({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}); pass "
                           "--restart to replace them, or choose another --out")
-    return Plan(target, target, finished=record)
-
-
-def already_finished(target: Path) -> str:
-    return (f"{target} already holds the finished results of this job; nothing was recomputed "
-            "(--restart recomputes them)")
+    return Plan(target, staging)

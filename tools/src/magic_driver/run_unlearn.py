@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from .jobs import DataSection
 from .models import fitted_max_seq_len, load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
 from .run_attribute import resolve_device
-from .run_output import already_finished, plan_output
+from .run_output import plan_output
 from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 from .unlearn_jobs import DEFAULT_MAX_SEQ_LEN, QuestionsSection, UnlearnJob
 
@@ -102,25 +101,19 @@ def prepare(job: UnlearnJob, progress: bool = True) -> Prepared:
 
 
 def run_unlearn(job: UnlearnJob, out_dir: Path | None = None, progress: bool = True,
-                prepared: Prepared | None = None, restart: bool = False,
-                note: Callable[[str], None] | None = None) -> dict:
+                prepared: Prepared | None = None, restart: bool = False) -> dict:
     """Run ``job``; write OUT/result.json (+ OUT/model); return the result record.
 
     SIGTERM or SIGUSR1 stop it after the current unlearning or relearning
     step with a checkpoint (`Preempted`); the same call resumes it
-    (``restart``: start over). OUT holding this job's finished results is
-    left as it is (their record is returned and ``note`` hears why); another
-    job's are refused unless ``restart``, which replaces them whole once the
-    new ones are complete (see `run_output`).
+    (``restart``: start over). Finished results already in OUT are replaced
+    whole once the new ones are complete: this job's always, another job's
+    only with ``restart`` (see `run_output`).
     """
     # An unknown recipe or a bad option fails before any loading.
     mu.get_recipe(job.recipe.name).check_options(job.recipe.options)
     out_dir = Path(out_dir or job.output.dir)
     plan = plan_output(out_dir, job, "unlearn", restart=restart)
-    if plan.finished is not None:
-        if note is not None:
-            note(already_finished(out_dir))
-        return plan.finished
     try:
         with handle_signals(), resumable_run(plan.work_dir, job, restart=restart) as control:
             prepared = prepared or prepare(job, progress)
