@@ -17,6 +17,15 @@ def digest(value) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def file_sha256(path) -> str:
+    """Full sha256 of a file, read in 16 MiB chunks (states and scores can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def token_rows_digest(rows: Iterable[Iterable[int]]) -> str:
     """Identity of tokenized documents: the dataset and the tokenizer in one."""
     h = hashlib.sha256()

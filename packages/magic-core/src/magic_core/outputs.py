@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import sys
 from importlib import metadata
@@ -16,6 +15,7 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_path, write_json
 from .attribution import AttributionResult
+from .fingerprint import file_sha256
 from .output_names import DIGESTS, DOCUMENTS, MANIFEST, SCORES, SOURCES
 
 PREVIEW_CHARS = 240
@@ -146,7 +146,7 @@ def file_digests(out_dir: Path) -> dict[str, str]:
     digests = {}
     for name in (SCORES, DOCUMENTS, SOURCES):
         if (out_dir / name).is_file():
-            digests[name] = hashlib.sha256((out_dir / name).read_bytes()).hexdigest()
+            digests[name] = file_sha256(out_dir / name)
     return digests
 
 

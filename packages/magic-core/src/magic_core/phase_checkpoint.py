@@ -20,7 +20,6 @@ on a filesystem every rank sees, as for the run's other outputs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from .atomic import atomic_path, write_json
 from .errors import ConfigError
-from .fingerprint import digest
+from .fingerprint import digest, file_sha256
 from .progress import now_iso
 
 FORMAT = 1
@@ -66,14 +65,6 @@ class Checkpoint:
     meta: dict
     directory: Path
     written: str
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -113,7 +104,7 @@ class CheckpointStore:
     def _write(self, name: str, tensors: dict[str, torch.Tensor], group: str | None) -> dict:
         with atomic_path(self.directory / name) as tmp:
             save_file(_storable(tensors), str(tmp))
-            entry = {"sha256": _sha256(tmp), "bytes": tmp.stat().st_size, "group": group,
+            entry = {"sha256": file_sha256(tmp), "bytes": tmp.stat().st_size, "group": group,
                      "rank": None if group is not None else self.rank}
         return entry
 
@@ -204,7 +195,7 @@ class CheckpointStore:
             if size != entry["bytes"]:
                 raise self._error(f"checkpoint file {path} is truncated or overwritten "
                                   f"({size} bytes, {entry['bytes']} written)")
-            if _sha256(path) != entry["sha256"]:
+            if file_sha256(path) != entry["sha256"]:
                 raise self._error(f"checkpoint file {path} is corrupted (sha256 differs from its header)")
             try:
                 tensors = load_file(path, device=str(device))
