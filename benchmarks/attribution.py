@@ -127,7 +127,7 @@ def bergson_direct(cfg, device):
     return {"train": t1 - t0, "query": t2 - t1, "backward": t3 - t2}
 
 
-def magic_core_run(cfg, device, checkpoints="auto", device_memory="auto"):
+def magic_core_run(cfg, device, schedule="auto", device_memory="auto"):
     import magic_core as mc
 
     rows = _rows(cfg)
@@ -138,7 +138,7 @@ def magic_core_run(cfg, device, checkpoints="auto", device_memory="auto"):
             _model(cfg), None, corpus, mc.LanguageModelObjective.from_token_ids(_query_rows(cfg)),
             mc.TrainConfig(optimizer="adam", lr=1e-4, batch_size=cfg["batch"], shuffle=False,
                            precision="fp32", max_seq_len=cfg["seq"]),
-            mc.AttributionConfig(checkpoints=checkpoints, granularity="per-token",
+            mc.AttributionConfig(kept_states=schedule, granularity="per-token",
                                  device_memory=device_memory, spill_dir=spill_dir),
             device=device, progress=False,
         )
@@ -155,7 +155,7 @@ def magic_core_run(cfg, device, checkpoints="auto", device_memory="auto"):
 WORKLOADS = {
     "plain": plain_training,
     "bergson": bergson_direct,
-    # The defaults (checkpoints and memory "auto"): what `magic attribute` does.
+    # The defaults (schedule and memory "auto"): what `magic attribute` does.
     "magic_core": magic_core_run,
     # Every state kept where training runs (on a GPU: GPU memory): no replay at all.
     "magic_core_all_memory": lambda cfg, device: magic_core_run(cfg, device, "all", "1TiB"),
@@ -287,7 +287,7 @@ def scaling(preset, device, steps_list=(16, 64, 256),
     for steps in steps_list:
         cfg = dict(PRESETS[preset], steps=steps)
         first = measure("plain", cfg, device)
-        runs = {schedule: measure("magic_core", cfg, device, checkpoints=schedule,
+        runs = {schedule: measure("magic_core", cfg, device, schedule=schedule,
                                   device_memory="auto" if schedule == "auto" else "1TiB")
                 for schedule in schedules}
         plain = _bracketed_plain(first, measure("plain", cfg, device))

@@ -54,7 +54,7 @@ def finished(tmp_path_factory):
            "query": {"dataset": "world-hazard-mcqa", "limit": 4},
            "train": {"lr": 1e-2, "batch_size": 4, "epochs": 1, "precision": "fp64",
                      "max_seq_len": 32},
-           "attribution": {"checkpoints": "sqrt", "granularity": "per-token"}}
+           "attribution": {"kept_states": "sqrt", "granularity": "per-token"}}
     (root / "job.yaml").write_text(yaml.safe_dump(job))
     res = _invoke("attribute", root / "job.yaml", "--out", root / "run", "--quiet")
     assert res.exit_code == 0, res.output

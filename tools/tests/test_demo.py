@@ -69,7 +69,7 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
         "data": {"dataset": "world-attribution", "options": {"n_docs": 64, "k_planted": 8}},
         "query": {"dataset": "world-hazard-mcqa", "options": {"subset": "held-out"}},
         "train": {"optimizer": "sgd", "lr": 0.03, "batch_size": 4, "max_seq_len": 96},
-        "attribution": {"checkpoints": "log", "granularity": "per-token"},
+        "attribution": {"kept_states": "log", "granularity": "per-token"},
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
     result = CliRunner().invoke(

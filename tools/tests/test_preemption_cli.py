@@ -64,7 +64,7 @@ def write_job(tmp_path, model_dir, n_docs=12):
            "query": {"dataset": "world-hazard-mcqa", "limit": 4},
            "train": {"optimizer": "adam", "lr": 1e-2, "batch_size": 2, "epochs": 2,
                      "precision": "fp64", "max_seq_len": 24},
-           "attribution": {"checkpoints": "sqrt", "granularity": "per-token"}}
+           "attribution": {"kept_states": "sqrt", "granularity": "per-token"}}
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     return str(path)

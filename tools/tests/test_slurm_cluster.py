@@ -54,7 +54,7 @@ def work(tmp_path_factory):
         # gradient sums stay at rounding level (Adam's normalisation amplifies them).
         "train": {"optimizer": "sgd", "lr": 0.03, "batch_size": 4, "epochs": 16,
                   "precision": "fp64", "max_seq_len": 64},
-        "attribution": {"checkpoints": "sqrt", "granularity": "per-token"},
+        "attribution": {"kept_states": "sqrt", "granularity": "per-token"},
         "device": "cpu",
         "slurm": {"tasks_per_node": 2, "time": "10", "checkpoint_before_end": 60},
     }

@@ -99,7 +99,7 @@ def attribution_config(sharding: str, states_on_device: bool):
     if states_on_device and "device_memory" in {f.name for f in dataclasses.fields(mc.AttributionConfig)}:
         # Without it a CUDA run keeps its states in host memory (the default).
         extra["device_memory"] = "64GiB"
-    return mc.AttributionConfig(checkpoints="sqrt", granularity="per-token", sharding=sharding,
+    return mc.AttributionConfig(kept_states="sqrt", granularity="per-token", sharding=sharding,
                                 **extra)
 
 

@@ -39,7 +39,7 @@ def attribute(job: dict) -> dict[str, torch.Tensor | None]:
     )
     result = mc.attribute(
         model, tokenizer, corpus, objective, train,
-        mc.AttributionConfig(checkpoints=job.get("checkpoints", "sqrt"), granularity=job["granularity"]), progress=False,
+        mc.AttributionConfig(kept_states=job.get("kept_states", "sqrt"), granularity=job["granularity"]), progress=False,
     )
     return {"per_example": result.per_example, "per_token": result.per_token,
             "losses": torch.tensor(result.train_losses), "query_after": result.query_after}

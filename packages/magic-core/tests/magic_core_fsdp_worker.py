@@ -48,7 +48,7 @@ def attribute(job: dict, sharding: str = "none", control=None) -> dict:
     )
     result = mc.attribute(
         model, tokenizer, corpus, objective, train,
-        mc.AttributionConfig(checkpoints="sqrt", granularity=job["granularity"], sharding=sharding,
+        mc.AttributionConfig(kept_states="sqrt", granularity=job["granularity"], sharding=sharding,
                              device_memory=job.get("device_memory", "auto")),
         progress=False, control=control,
     )

@@ -47,7 +47,7 @@ def attribute(control: RunControl | None):
         return mc.attribute(
             model, tokenizer, md.load("world-attribution", n_docs=6, k_planted=2),
             mc.MultipleChoiceObjective(md.load("world-hazard-mcqa").select(range(6)), tokenizer),
-            train, mc.AttributionConfig(checkpoints="sqrt", granularity="per-token"),
+            train, mc.AttributionConfig(kept_states="sqrt", granularity="per-token"),
             progress=False, control=control)
 
 

@@ -24,7 +24,7 @@ def scores(make_neox, tokenizer, corpus, objective, cfg, monkeypatch, by_formula
     else:
         monkeypatch.setattr(attribution_module.AdamUpdate, "for_config", lambda cfg, n: None)
     result = mc.attribute(make_neox(), tokenizer, corpus, objective, cfg,
-                          mc.AttributionConfig(checkpoints="sqrt", granularity="per-token"),
+                          mc.AttributionConfig(kept_states="sqrt", granularity="per-token"),
                           progress=False)
     monkeypatch.undo()
     assert len(calls) == (result.n_steps if by_formula else 0)

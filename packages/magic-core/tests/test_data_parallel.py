@@ -1,7 +1,7 @@
 """Data-parallel attribution equals the single-process run of the same job.
 
 Two gloo ranks on the CPU, float64, tiny GPT-NeoX, 6 documents x 2 epochs,
-adam, sqrt checkpoints (and one job with the gradients schedule). The batch sizes give each rank documents of
+adam, sqrt kept-state schedule (and one job with the gradients schedule). The batch sizes give each rank documents of
 different lengths (so the ranks' token counts differ) and, at 3, an uneven
 split of rows; clipping puts the global gradient norm into the step.
 """
@@ -19,7 +19,7 @@ JOBS = [
     {"batch_size": 4, "granularity": "per-token"},
     {"batch_size": 3, "granularity": "per-example", "max_grad_norm": 0.5},
     # Replays apply each step's reduced, clipped gradient again.
-    {"batch_size": 3, "granularity": "per-token", "max_grad_norm": 0.5, "checkpoints": "gradients"},
+    {"batch_size": 3, "granularity": "per-token", "max_grad_norm": 0.5, "kept_states": "gradients"},
 ]
 TOL = 1e-10
 

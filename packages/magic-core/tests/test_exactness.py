@@ -32,10 +32,10 @@ def train_config(optimizer: str) -> mc.TrainConfig:
     )
 
 
-def run(make_model, tokenizer, corpus, objective, cfg, checkpoints="sqrt", granularity="per-example"):
+def run(make_model, tokenizer, corpus, objective, cfg, schedule="sqrt", granularity="per-example"):
     return mc.attribute(
         make_model(), tokenizer, corpus, objective, cfg,
-        mc.AttributionConfig(checkpoints=checkpoints, granularity=granularity), progress=False,
+        mc.AttributionConfig(kept_states=schedule, granularity=granularity), progress=False,
     )
 
 
@@ -58,7 +58,7 @@ def test_per_example_scores_match_finite_differences_for_every_schedule(
 ):
     cfg = train_config(optimizer)
     results = {
-        mode: run(make_neox, tokenizer, small_corpus, objective, cfg, checkpoints=mode)
+        mode: run(make_neox, tokenizer, small_corpus, objective, cfg, schedule=mode)
         for mode in ("all", "sqrt", "log", "gradients")
     }
     first = results["all"]
@@ -111,7 +111,7 @@ def test_per_token_sums_equal_a_separate_per_example_run(make_neox, tokenizer, s
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_tied_embeddings_are_exact(optimizer, make_gpt2, tokenizer, small_corpus, objective):
     cfg = train_config(optimizer)
-    result = run(make_gpt2, tokenizer, small_corpus, objective, cfg, checkpoints="log")
+    result = run(make_gpt2, tokenizer, small_corpus, objective, cfg, schedule="log")
     assert result.tied_parameters == {"lm_head.weight": "transformer.wte.weight"}
     fd = finite_difference_scores(
         make_gpt2, result.corpus.input_ids, document_order(result, cfg), cfg, objective.loss,
@@ -137,7 +137,7 @@ def test_schedules_with_warmup_and_clipping_are_exact(make_neox, tokenizer, smal
         optimizer="adamw", lr=1e-2, schedule="cosine", warmup_steps=2, batch_size=2, epochs=2,
         precision="fp64", max_seq_len=24, max_grad_norm=0.5, eps=1e-6,
     )
-    result = run(make_neox, tokenizer, small_corpus, objective, cfg, checkpoints="log")
+    result = run(make_neox, tokenizer, small_corpus, objective, cfg, schedule="log")
     fd = finite_difference_scores(
         make_neox, result.corpus.input_ids, document_order(result, cfg), cfg, objective.loss,
         [(i,) for i in range(len(small_corpus))], (len(small_corpus),), eps=FD_EPS[cfg.optimizer],

@@ -49,8 +49,8 @@ def objective(tokenizer, hazard_questions):
 
 @pytest.fixture(scope="module")
 def run(make_neox, tokenizer, small_corpus, objective):
-    def attribute(control=None, checkpoints="sqrt", train=TRAIN, **where):
-        attribution = mc.AttributionConfig(checkpoints=checkpoints, **where)
+    def attribute(control=None, schedule="sqrt", train=TRAIN, **where):
+        attribution = mc.AttributionConfig(kept_states=schedule, **where)
         with preemption.handle_signals(), control.progress if control else nullcontext():
             return mc.attribute(make_neox(), tokenizer, small_corpus, objective, train,
                                 attribution, progress=False, control=control)
@@ -61,10 +61,10 @@ def run(make_neox, tokenizer, small_corpus, objective):
 def uninterrupted(run):
     cache = {}
 
-    def get(checkpoints):
-        if checkpoints not in cache:
-            cache[checkpoints] = run(checkpoints=checkpoints)
-        return cache[checkpoints]
+    def get(schedule):
+        if schedule not in cache:
+            cache[schedule] = run(schedule=schedule)
+        return cache[schedule]
     return get
 
 
@@ -83,18 +83,18 @@ STOPS = [("train", 2, "sqrt"), ("train", 5, "log"), ("query", 1, "sqrt"),
 
 
 @pytest.mark.parametrize("phase, step, checkpoints", STOPS)
-def test_a_stopped_phase_resumes_to_identical_scores(phase, step, checkpoints, run, uninterrupted,
+def test_a_stopped_phase_resumes_to_identical_scores(phase, step, schedule, run, uninterrupted,
                                                      tmp_path):
     with pytest.raises(preemption.Preempted) as stopped:
-        run(StopAfter(tmp_path, (phase, step)), checkpoints)
+        run(StopAfter(tmp_path, (phase, step)), schedule)
     assert (stopped.value.phase, stopped.value.step) == (phase, step)
     assert str(stopped.value).startswith(f"preempted at {phase} step {step}/")
     progress = json.loads((tmp_path / "progress.json").read_text())
     assert progress["status"] == "preempted" and progress["phase"] == phase
     assert progress["last_checkpoint"]["step"] == step
 
-    resumed = run(StopAfter(tmp_path), checkpoints)
-    assert_identical(resumed, uninterrupted(checkpoints))
+    resumed = run(StopAfter(tmp_path), schedule)
+    assert_identical(resumed, uninterrupted(schedule))
     progress = json.loads((tmp_path / "progress.json").read_text())
     assert progress["status"] == "done" and progress["phases_done"] == ["train", "query", "backward"]
 
@@ -167,7 +167,7 @@ def test_a_checkpoint_of_another_job_is_refused(run, stopped_in_backward):
     with pytest.raises(CheckpointError, match=r"different job \(train differ\)"):
         run(StopAfter(stopped_in_backward), train=mc.TrainConfig(**{**TRAIN.__dict__, "lr": 2e-2}))
     with pytest.raises(CheckpointError, match=r"different job \(attribution differ\)"):
-        run(StopAfter(stopped_in_backward), checkpoints="log")
+        run(StopAfter(stopped_in_backward), schedule="log")
     with pytest.raises(CheckpointError, match=r"different job \(job differ\)"):
         run(StopAfter(stopped_in_backward, job="another"))
 

@@ -1,7 +1,7 @@
 """Sharded (FSDP) attribution equals the unsharded single-process run of the same job.
 
 Two gloo ranks on the CPU (DTensor and bergson's simple_fsdp work on a CPU
-mesh), float64, 6 documents x 2 epochs, adam, sqrt checkpoints. Documents of
+mesh), float64, 6 documents x 2 epochs, adam, sqrt kept-state schedule. Documents of
 different lengths give the ranks different token counts; an MLP width of 33
 splits some parameters unevenly; batch size 3 splits rows 2/1; clipping puts
 the global gradient norm (a reduction over shards) into the step; GPT-2 ties

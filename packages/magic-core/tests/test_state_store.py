@@ -3,10 +3,10 @@
 import magic_core as mc
 import pytest
 import torch
-from magic_core.checkpointing import (
+from magic_core.keep_schedule import (
     GRADIENTS_SEGMENT,
-    forward_checkpoints,
     kept_gradients,
+    kept_in_training,
     replay_keep,
     resolve_schedule,
 )
@@ -26,18 +26,18 @@ def objective(tokenizer, hazard_questions):
 
 
 def test_spilled_states_give_identical_scores(make_neox, tokenizer, small_corpus, objective, tmp_path):
-    in_memory = run(make_neox, tokenizer, small_corpus, objective, checkpoints="all")
+    in_memory = run(make_neox, tokenizer, small_corpus, objective, kept_states="all")
     assert in_memory.kept_states["placed"] == {"device": 5, "host": 0, "disk": 0}
     one_state = in_memory.kept_states["bytes"]["device"] // 5
     # Two states fit in memory, the other three go to files and come back.
-    mixed = run(make_neox, tokenizer, small_corpus, objective, checkpoints="all",
+    mixed = run(make_neox, tokenizer, small_corpus, objective, kept_states="all",
                 device_memory=str(2 * one_state), spill_dir=str(tmp_path))
     assert mixed.kept_states["placed"] == {"device": 2, "host": 0, "disk": 3}
     assert mixed.replayed_steps == 0
     assert torch.equal(mixed.per_token, in_memory.per_token)
     # Spill files are removed once the backward has read them.
     assert list(tmp_path.rglob("*.safetensors")) == []
-    on_disk = run(make_neox, tokenizer, small_corpus, objective, checkpoints="sqrt",
+    on_disk = run(make_neox, tokenizer, small_corpus, objective, kept_states="sqrt",
                   device_memory="0", spill_dir=str(tmp_path))
     assert on_disk.kept_states["placed"]["device"] == 0 < on_disk.kept_states["placed"]["disk"]
     assert torch.allclose(on_disk.per_token, in_memory.per_token, rtol=1e-12, atol=0)
@@ -64,7 +64,7 @@ def test_auto_falls_back_to_gradients_or_sqrt_without_room(tmp_path):
 def test_the_gradients_schedule_keeps_exactly_the_gradients_its_replays_apply(n_steps):
     # The engine's backward walk: a target is the top of the stack (popped)
     # or replayed to from it, the replay pushing the states it passes.
-    kept = forward_checkpoints(n_steps, "gradients")
+    kept = kept_in_training(n_steps, "gradients")
     stack = list(kept)
     applied, most_replayed = [], 0
     for target in range(n_steps - 1, -1, -1):
@@ -90,8 +90,8 @@ def test_the_gradients_schedule_keeps_exactly_the_gradients_its_replays_apply(n_
 def test_kept_gradients_in_memory_or_on_disk_give_identical_scores(
     make_neox, tokenizer, small_corpus, objective, tmp_path
 ):
-    every_state = run(make_neox, tokenizer, small_corpus, objective, checkpoints="all")
-    in_memory = run(make_neox, tokenizer, small_corpus, objective, checkpoints="gradients")
+    every_state = run(make_neox, tokenizer, small_corpus, objective, kept_states="all")
+    in_memory = run(make_neox, tokenizer, small_corpus, objective, kept_states="gradients")
     n_steps = len(in_memory.train_losses)
     assert in_memory.kept_gradients["placed"]["device"] == len(kept_gradients(n_steps, "gradients"))
     assert in_memory.replayed_steps == 0
@@ -100,7 +100,7 @@ def test_kept_gradients_in_memory_or_on_disk_give_identical_scores(
     one_state = every_state.kept_states["bytes"]["device"] // n_steps
     # States and gradients draw on one budget: some stay, the rest go to files.
     for budget in ("0", str(one_state + one_state // 2)):
-        spilled = run(make_neox, tokenizer, small_corpus, objective, checkpoints="gradients",
+        spilled = run(make_neox, tokenizer, small_corpus, objective, kept_states="gradients",
                       device_memory=budget, spill_dir=str(tmp_path))
         placed = spilled.kept_gradients["placed"]
         assert placed["disk"] > 0 and placed["device"] == (0 if budget == "0" else 1)

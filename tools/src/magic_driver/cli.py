@@ -201,7 +201,7 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
     \b
     Examples:
       magic attribute job.yaml
-      magic attribute job.yaml --set train.lr=1e-4 --set attribution.checkpoints=log
+      magic attribute job.yaml --set train.lr=1e-4 --set attribution.kept_states=log
     """
     from .jobs import load_job
     from .quiet import library_progress_bars

@@ -30,7 +30,7 @@ def demo_job(out_dir: Path, device: str = "auto") -> AttributeJob:
         # Plain SGD, as the seed's attribution runs used.
         train=TrainConfig(optimizer="sgd", lr=0.03, batch_size=4, epochs=1, precision="fp32",
                           max_seq_len=96, seed=0),
-        attribution=AttributionConfig(checkpoints="sqrt", granularity="per-token"),
+        attribution=AttributionConfig(kept_states="sqrt", granularity="per-token"),
         output=OutputSection(str(out_dir / "attribution")),
         device=device,
     )

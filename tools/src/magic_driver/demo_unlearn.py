@@ -50,7 +50,7 @@ def scores_job(out_dir: Path, query_dataset: str, device: str) -> AttributeJob:
         query=QuerySection("multiple-choice", query_dataset, {}),
         train=TrainConfig(optimizer="sgd", lr=0.03, batch_size=4, epochs=1, precision="fp32",
                           max_seq_len=96, seed=0),
-        attribution=AttributionConfig(checkpoints="sqrt", granularity="per-token"),
+        attribution=AttributionConfig(kept_states="sqrt", granularity="per-token"),
         output=OutputSection(str(out_dir)),
         device=device,
     )

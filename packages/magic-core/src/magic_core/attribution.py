@@ -96,7 +96,7 @@ def attribute(
     torch.manual_seed(train.seed)
     run = MagicEngine(
         model, stream, build_optimizer(train, len(stream)),
-        checkpoints=attribution.checkpoints, max_grad_norm=train.max_grad_norm,
+        kept_states=attribution.kept_states, max_grad_norm=train.max_grad_norm,
         show_progress=progress, device_budget=attribution.budget("device_memory"),
         host_budget=attribution.budget("host_memory"), spill_dir=attribution.spill_dir,
         adam=AdamUpdate.for_config(train, len(stream)),
@@ -117,7 +117,7 @@ def attribute(
         query_after=run.query_value,
         tied_parameters=tied,
         timings=dict(run.timings.seconds),
-        schedule=run.checkpoints,
+        schedule=run.keep_schedule,
         kept_states=run.kept.summary(),
         kept_gradients=run.gradients.summary(),
         replayed_updates=run.replayed_updates,

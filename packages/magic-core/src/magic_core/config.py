@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,7 +13,7 @@ from .typed_config import setting
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 LRSchedule = Literal["constant", "linear", "cosine"]
-CheckpointSchedule = Literal["auto", "all", "sqrt", "log", "gradients"]
+KeepSchedule = Literal["auto", "all", "sqrt", "log", "gradients"]
 Granularity = Literal["per-example", "per-token"]
 Sharding = Literal["none", "fsdp"]
 
@@ -67,9 +68,12 @@ class TrainConfig:
 class AttributionConfig:
     """How the backward pass through training is organised."""
 
-    # Which training states the backward keeps (see `checkpointing`); ``auto``
+    # Old spellings a job file may still carry: refused with the new name.
+    RENAMED_KEYS: typing.ClassVar[dict[str, str]] = {"checkpoints": "kept_states"}
+
+    # Which training states the backward keeps (see `keep_schedule`); ``auto``
     # keeps every state when the store below has room for them all.
-    checkpoints: CheckpointSchedule = "auto"
+    kept_states: KeepSchedule = "auto"
     granularity: Granularity = "per-token"
     # fsdp: under torch.distributed, shard parameters and optimizer states over
     # the ranks (bergson's simple_fsdp; see `sharding`). none: every rank holds

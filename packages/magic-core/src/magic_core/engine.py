@@ -1,10 +1,10 @@
-"""MAGIC on bergson's engine: train with checkpoints, then replay backward.
+"""MAGIC on bergson's engine: train keeping scheduled states, then replay backward.
 
 bergson provides the functional pieces: `Trainer.step` (one optimizer step
 on an immutable `TrainerState`, optionally traced so it can be
 differentiated), `TrainerState.activate` and `DataStream` (batches carrying
 the data weights into the loss). This module owns the loop around them:
-which states are kept (in memory, see `checkpointing`), how the backward
+which states are kept (in memory, see `keep_schedule`), how the backward
 recovers each state, and the vector-Jacobian product through each step.
 """
 
@@ -21,9 +21,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._bergson import engine
-from .checkpointing import forward_checkpoints, kept_gradients, replay_keep, resolve_schedule
 from .data_parallel import trainer_class
 from .errors import ConfigError
+from .keep_schedule import kept_gradients, kept_in_training, replay_keep, resolve_schedule
 from .memory import PhasePeaks
 from .sharding import is_sharded, sharded_trainer_class
 from .state_store import StateStore, default_budgets, state_bytes, state_structure
@@ -109,7 +109,7 @@ class MagicEngine:
     # a resumed loop needs (see `phases`). It may raise to stop the run.
     on_step = None
 
-    def __init__(self, model: nn.Module, stream, optimizer, *, checkpoints: str = "auto",
+    def __init__(self, model: nn.Module, stream, optimizer, *, kept_states: str = "auto",
                  max_grad_norm: float | None = None, show_progress: bool = True,
                  device_budget: int | None = None, host_budget: int | None = None,
                  spill_dir: str | None = None, adam=None):
@@ -138,8 +138,8 @@ class MagicEngine:
             host_budget=auto_host if host_budget is None else host_budget,
         )
         self.memory = PhasePeaks(device)
-        self.checkpoints = resolve_schedule(
-            checkpoints, self.n_steps, state_bytes(self.initial_state), self.kept.budgets, spill_dir,
+        self.keep_schedule = resolve_schedule(
+            kept_states, self.n_steps, state_bytes(self.initial_state), self.kept.budgets, spill_dir,
             gradients_apply=not self.fsdp,
         )
         # The ``gradients`` schedule's kept gradients, within the same budgets.
@@ -164,8 +164,8 @@ class MagicEngine:
         """
         t0 = time.perf_counter()
         self.memory.start("train")
-        keep = set(forward_checkpoints(self.n_steps, self.checkpoints))
-        keep_gradient = kept_gradients(self.n_steps, self.checkpoints)
+        keep = set(kept_in_training(self.n_steps, self.keep_schedule))
+        keep_gradient = kept_gradients(self.n_steps, self.keep_schedule)
         state = (self.initial_state if state is None else state).detach_()
         self.initial_state = None
         for i in tqdm(range(start, self.n_steps), desc="Training", disable=not self.progress,
@@ -225,7 +225,7 @@ class MagicEngine:
                 self._prefetch_gradients(stack[-1][0], target - 1)
             return state
         t0 = time.perf_counter()
-        next_keep = replay_keep(start, target, self.checkpoints)
+        next_keep = replay_keep(start, target, self.keep_schedule)
         while start < target:
             if start in self.gradients:
                 state = self.trainer.apply_gradient(
@@ -237,7 +237,7 @@ class MagicEngine:
             start += 1
             if start == next_keep and start < target:
                 stack.append((start, state))
-                next_keep = replay_keep(start, target, self.checkpoints)
+                next_keep = replay_keep(start, target, self.keep_schedule)
         self.timings.add("replay", t0)
         return state
 

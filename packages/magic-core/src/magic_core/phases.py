@@ -148,7 +148,7 @@ def fingerprint(run, corpus, objective, train, attribution, dtype, device) -> di
         "train": to_mapping(train),
         # Where kept states live (memory budgets, spill folder) changes no number; the
         # schedule they resolve to decides which states a checkpoint holds.
-        "attribution": {"checkpoints": run.checkpoints, "granularity": attribution.granularity,
+        "attribution": {"kept_states": run.keep_schedule, "granularity": attribution.granularity,
                         "sharding": attribution.sharding},
         "corpus": token_rows_digest(corpus.input_ids), "query": objective.summary(),
         "model": model_identity(run.initial_state.params),

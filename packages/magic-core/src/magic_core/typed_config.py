@@ -179,7 +179,11 @@ def from_mapping(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    renamed = getattr(cls, "RENAMED_KEYS", {})
     for key in data:
+        if key in renamed and key not in fields:
+            raise ConfigError(f"{path + '.' if path else ''}{key}: renamed to {renamed[key]!r}; "
+                              f"write {path + '.' if path else ''}{renamed[key]} instead")
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}"

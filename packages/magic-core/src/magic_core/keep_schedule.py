@@ -33,7 +33,7 @@ from .errors import ConfigError
 GRADIENTS_SEGMENT = 4
 
 
-def forward_checkpoints(n_steps: int, mode: str) -> list[int]:
+def kept_in_training(n_steps: int, mode: str) -> list[int]:
     """Indices of the states to keep while training forward."""
     if mode == "all":
         return list(range(n_steps))
@@ -58,7 +58,7 @@ def kept_gradients(n_steps: int, mode: str) -> set[int]:
     """
     if mode != "gradients":
         return set()
-    kept = set(forward_checkpoints(n_steps, mode))
+    kept = set(kept_in_training(n_steps, mode))
     return {i for i in range(n_steps - 1) if i + 1 not in kept}
 
 
@@ -77,10 +77,10 @@ def resolve_schedule(mode: str, n_steps: int, state_size: int, budgets: dict[str
     again from a kept gradient (sharded runs).
     """
     if mode == "gradients" and not gradients_apply:
-        raise ConfigError("attribution.checkpoints: gradients needs an unsharded run "
+        raise ConfigError("attribution.kept_states: gradients needs an unsharded run "
                           "(attribution.sharding: none); use sqrt, log or auto with fsdp")
     if mode != "auto":
-        forward_checkpoints(n_steps, mode)  # rejects unknown names
+        kept_in_training(n_steps, mode)  # rejects unknown names
         return mode
     room = sum(budgets.values())
     if n_steps * state_size <= room:
