@@ -51,6 +51,8 @@ CASES = [
     ("attr-lr-nan", "attribute", A(train={"lr": float("nan")}), [], ["train.lr", "nan", "> 0"], "fixed"),
     ("attr-lr-inf", "attribute", A(train={"lr": float("inf")}), [], ["train.lr", "inf", "finite"], "fixed"),
     ("attr-lr-nan-string", "attribute", A(train={"lr": "nan"}), [], ["train.lr", "nan"], "fixed"),
+    ("attr-renamed-checkpoints-key", "attribute", A(attribution={"checkpoints": "sqrt"}), [],
+     ["attribution.checkpoints", "renamed", "attribution.kept_states"], "fixed"),
     ("attr-lr-negative", "attribute", A(train={"lr": -1e-3}), [], ["train.lr", "> 0"], "guard"),
     ("attr-lr-zero", "attribute", A(train={"lr": 0}), [], ["train.lr", "> 0"], "guard"),
     ("attr-lr-set-inf", "attribute", A(), ["--set", "train.lr=.inf"], ["train.lr", "inf"], "fixed"),
