@@ -1,4 +1,5 @@
-"""A query objective that cannot read its dataset's kind names the objective that can."""
+"""A query objective that cannot read its dataset's kind names the objective that can;
+the registry's objectives are checked (name, parts, options) before anything loads."""
 
 import pytest
 from click.testing import CliRunner
@@ -21,6 +22,17 @@ CASES = {
          "query.negative={objective: lm, dataset: world-general-mcqa}"],
         "error: query.negative.dataset 'world-general-mcqa' is multiple-choice (question, "
         "choices, answer; no text column); set query.negative.objective: multiple-choice",
+    ),
+    "a text column the dataset lacks": (
+        ["query.objective=lm", "query.dataset=world-forget-corpus", "query.text_column=body"],
+        "error: query.text_column 'body' is not a column of 'world-forget-corpus' (['id', "
+        "'text', 'domain', 'entity', 'facts', 'quizzed'])",
+    ),
+    "an option the objective does not have": (
+        ["query.objective=lm", "query.dataset=world-forget-corpus",
+         "query.objective_options={prompt_styl: seed}"],
+        "error: query.objective_options: objective 'lm' has no option 'prompt_styl'; it "
+        "accepts: none",
     ),
 }
 

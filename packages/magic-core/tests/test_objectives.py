@@ -1,5 +1,6 @@
 """Query objectives: the seed's evaluation bugs must not come back."""
 
+import datasets as md
 import magic_core as mc
 import torch
 import torch.nn.functional as F
@@ -70,3 +71,30 @@ def test_contrast_is_the_weighted_difference(make_neox, tokenizer, hazard_questi
     with torch.no_grad():
         c = mc.ContrastObjective(a, b, weight=0.3)
         assert abs(float(c.loss(model)) - (float(a.loss(model)) - 0.3 * float(b.loss(model)))) < 1e-12
+
+
+def _built(name, rows=None, parts=(), tokenizer=None, **options):
+    spec = mc.get_objective(name)
+    return spec.build(mc.ObjectiveInput(name="q", rows=rows, tokenizer=tokenizer, max_len=64,
+                                        options={**spec.options, **options}, parts=parts))
+
+
+def test_the_registered_builtins_build_the_objectives_above(make_neox, tokenizer, hazard_questions):
+    model = make_neox().double().eval()
+    texts = md.Dataset.from_dict({"id": ["a", "b"], "body": ["favorvirus causes fever .",
+                                                             "miroland exports tea ."]})
+    pairs = [
+        (_built("multiple-choice", hazard_questions, tokenizer=tokenizer, prompt_style="seed"),
+         mc.MultipleChoiceObjective(hazard_questions, tokenizer, style="seed", max_len=64)),
+        (_built("lm", texts, tokenizer=tokenizer, text_column="body"),
+         mc.LanguageModelObjective(texts["body"], tokenizer, max_len=64)),
+    ]
+    pairs.append((_built("contrast", parts=(pairs[0][0], pairs[1][0]), weight=0.5),
+                  mc.ContrastObjective(pairs[0][1], pairs[1][1], weight=0.5)))
+    with torch.no_grad():
+        for registered, direct in pairs:
+            assert type(registered) is type(direct)
+            assert float(registered.loss(model)) == float(direct.loss(model))
+    assert mc.get_objective("multiple-choice").query_texts(hazard_questions, {"prompt_style": "seed"}) \
+        == [format_prompt(q["question"], q["choices"], "seed") for q in hazard_questions]
+    assert mc.get_objective("lm").query_texts(texts, {"text_column": "body"}) == list(texts["body"])

@@ -1,7 +1,7 @@
 import datasets
 import magic_datasets as md
 import pytest
-from magic_core import tokenize_corpus
+from magic_core import ConfigError, tokenize_corpus
 from magic_datasets import DatasetError
 from magic_datasets.world import World, build_tokenizer
 
@@ -66,3 +66,24 @@ def test_tokenize_refuses_bad_input_in_one_line(tok):
         md.tokenize(empty, tok, 8, mode="pack")
     with pytest.raises(DatasetError, match="no column 'body'"):
         md.tokenize(empty, tok, 8, text_column="body")
+
+
+def test_truncated_rows_are_each_documents_tokens_with_eos_cut_to_length(tok, corpus):
+    core = tokenize_corpus(corpus, tok, 12)
+    for text, row in zip(corpus["text"], core.input_ids):
+        ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert row == ids[:12] and all(type(t) is int for t in row)
+    assert core.truncated == sum(
+        len(tok(t, add_special_tokens=False)["input_ids"]) + 1 > 12 for t in corpus["text"])
+    assert core.source_ids == list(corpus["id"]) and core.texts == list(corpus["text"])
+
+
+def test_magic_core_tokenizes_through_this_module_only(tok, corpus, monkeypatch):
+    calls = []
+    real = md.tokenized._build
+    monkeypatch.setattr("magic_datasets.tokenized._build", lambda *a: calls.append(a) or real(*a))
+    chunked = tokenize_corpus(corpus, tok, 8, mode="chunk")
+    assert len(calls) == 1 and len(chunked) > len(corpus)
+    empty = datasets.Dataset.from_list([{"id": "a", "text": ""}])
+    with pytest.raises(ConfigError, match="document 0 .* has fewer than 2 tokens"):
+        tokenize_corpus(empty, tok, 8)  # core's callers get core's error type

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from magic_core import AttributionConfig, ConfigError, TrainConfig, from_mapping
+from magic_core import AttributionConfig, ConfigError, TrainConfig, from_mapping, objective_registry
 from magic_core.device_names import device_problem
 from magic_core.typed_config import setting
 
@@ -23,86 +24,179 @@ def device_setting():
 
 @dataclass(frozen=True)
 class ModelSection:
-    # A local directory or hub id for from_pretrained, or "builtin:world-base".
+    """The model whose fine-tuning data is attributed."""
+
     path: str = "builtin:world-base"
-    tokenizer: str | None = None  # defaults to the model's own
+    """A local directory or hub id for ``from_pretrained``, or ``builtin:world-base`` (built
+    once and cached)."""
+    tokenizer: str | None = None
+    """Where to load the tokenizer from; null: the model's own."""
 
 
 @dataclass(frozen=True)
 class DataSection:
+    """The training corpus: the documents that get scores."""
+
     dataset: str = "world-attribution"
+    """A training-corpus dataset (`magic datasets list`)."""
     options: dict[str, Any] = field(default_factory=dict)
-    n_docs: int | None = setting(None, ge=1, hint="leave it out for every row")  # first N rows
+    """The dataset loader's options (`magic datasets show NAME`)."""
+    n_docs: int | None = setting(None, ge=1, hint="leave it out for every row")
+    """Train on the first N rows; null: every row."""
     text_column: str = "text"
-    # Documents longer than train.max_seq_len: "truncate" keeps the first
-    # tokens; "chunk" trains on every max_seq_len piece, each scored on its
-    # own and tagged with its document's source_id.
+    """The column holding each document's text."""
     long_documents: Literal["truncate", "chunk"] = "truncate"
+    """Documents longer than the job's ``max_seq_len`` (``train.max_seq_len`` in an attribution
+    job): ``truncate`` keeps their first tokens;
+    ``chunk`` trains on every ``max_seq_len`` piece, each scored on its own and tagged with
+    its document's ``source_id``."""
+
+
+def _objective_problem(name: str) -> str | None:
+    return objective_registry.default_registry().problem(name)
+
+
+def _part_objective_problem(name: str) -> str | None:
+    # a sub-query has no parts of its own
+    return objective_registry.default_registry().problem(name, composite=False)
 
 
 @dataclass(frozen=True)
 class QuerySpec:
-    objective: Literal["multiple-choice", "lm"] = "multiple-choice"
+    """One sub-query of a composite objective (``query.positive``, ``query.negative``)."""
+
+    objective: str = setting("multiple-choice", check=_part_objective_problem)
+    """A registered objective that reads one dataset (not a composite such as ``contrast``)."""
     dataset: str = "world-hazard-mcqa"
+    """The query dataset; its kind must be one the objective reads."""
     options: dict[str, Any] = field(default_factory=dict)
+    """The dataset loader's options."""
     prompt_style: Literal["lm-eval", "seed"] = "lm-eval"
+    """How ``multiple-choice`` writes a question as a prompt."""
     limit: int | None = setting(None, ge=1, hint="leave it out for every row")
+    """Use the first N rows; null: every row."""
     text_column: str = "text"
+    """The column ``lm`` scores."""
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the objective that have no key of their own here (a plugin's objective)."""
 
 
 @dataclass(frozen=True)
 class QuerySection:
-    objective: Literal["multiple-choice", "lm", "contrast"] = "multiple-choice"
+    """The query: the scalar whose dependence on each training document is measured."""
+
+    objective: str = setting("multiple-choice", check=_objective_problem)
+    """A registered objective: ``multiple-choice`` (answer-letter cross-entropy), ``lm``
+    (token cross-entropy of a text set), ``contrast`` (``positive`` minus ``weight`` x
+    ``negative``), or one a plugin adds (docs/adding-an-objective.md)."""
     dataset: str = "world-hazard-mcqa"
+    """The query dataset; its kind must be one the objective reads."""
     options: dict[str, Any] = field(default_factory=dict)
+    """The dataset loader's options."""
     prompt_style: Literal["lm-eval", "seed"] = "lm-eval"
+    """How ``multiple-choice`` writes a question as a prompt."""
     limit: int | None = setting(None, ge=1, hint="leave it out for every row")
+    """Use the first N rows; null: every row."""
     text_column: str = "text"
-    # objective: contrast -> positive - weight * negative
+    """The column ``lm`` scores."""
     positive: QuerySpec | None = None
+    """``contrast``: the sub-query whose objective counts positively."""
     negative: QuerySpec | None = None
+    """``contrast``: the sub-query whose objective is subtracted, times ``weight``."""
     weight: float = setting(1.0, ge=0)
+    """``contrast``: the weight of the negative sub-query."""
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    """Options of the objective that have no key of their own here (a plugin's objective)."""
 
     def __post_init__(self):
-        if self.objective == "contrast" and (self.positive is None or self.negative is None):
-            raise ConfigError("query: objective 'contrast' needs query.positive and query.negative")
+        check_query(self, "query")
+
+
+def check_query(query: QuerySpec | QuerySection, key: str) -> None:
+    """Refuse a query whose objective lacks its sub-queries or gets options it does not have."""
+    spec = objective_registry.get_objective(query.objective)
+    if any(getattr(query, part, None) is None for part in spec.parts):
+        raise ConfigError(f"{key}: objective {spec.name!r} needs "
+                          + " and ".join(f"{key}.{part}" for part in spec.parts))
+    for option in query.objective_options:
+        if hasattr(query, option):
+            raise ConfigError(f"{key}.objective_options.{option}: {option} is a query key; "
+                              f"write {key}.{option} instead")
+        if option not in spec.options:
+            close = difflib.get_close_matches(option, list(spec.options), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            accepted = ", ".join(o for o in spec.options if not hasattr(query, o)) or "none"
+            raise ConfigError(f"{key}.objective_options: objective {spec.name!r} has no option "
+                              f"{option!r}{hint}; it accepts: {accepted}")
+    for part in spec.parts:
+        check_query(getattr(query, part), f"{key}.{part}")
+
+
+def objective_options(query: QuerySpec | QuerySection) -> dict[str, Any]:
+    """Every option of the query's objective: from its query key, its objective_options
+    entry, or the objective's default."""
+    spec = objective_registry.get_objective(query.objective)
+    return {name: getattr(query, name) if hasattr(query, name)
+            else query.objective_options.get(name, default)
+            for name, default in spec.options.items()}
+
+
+# How a refusal describes a dataset of each kind (magic_datasets.Kind values) that an
+# objective cannot read; other kinds read "a KIND set, not WHAT_IT_READS".
+_KIND_WORDS = {"multiple-choice": "multiple-choice (question, choices, answer; no text column)"}
 
 
 def check_query_kind(spec: QuerySpec | QuerySection, kind: str, key: str = "query") -> None:
     """Refuse a query objective that cannot read its dataset's kind (a dataset
-    kind value of magic_datasets), naming the objective that can.
+    kind value of magic_datasets), naming the objectives that can.
 
     Checked before the rows are loaded, so a mismatch never waits on a download.
     """
-    if spec.objective == "multiple-choice" and kind != "multiple-choice":
-        raise ConfigError(
-            f"{key}.dataset {spec.dataset!r} is a {kind} set, not multiple-choice; set "
-            f"{key}.objective: lm to score its text, or choose a multiple-choice dataset"
-        )
-    if spec.objective == "lm" and kind == "multiple-choice":
-        raise ConfigError(
-            f"{key}.dataset {spec.dataset!r} is multiple-choice (question, choices, answer; no "
-            f"text column); set {key}.objective: multiple-choice"
-        )
+    objective = objective_registry.get_objective(spec.objective)
+    if objective.composite or kind in objective.reads:
+        return
+    reads = " or ".join(objective.reads)
+    what = _KIND_WORDS.get(kind, f"a {kind} set, not {reads}")
+    readers = [s for s in objective_registry.list_objectives() if kind in s.reads]
+    fixes = [f"set {key}.objective: " + " or ".join(
+        f"{s.name} {s.use}".strip() for s in readers)] if readers else []
+    if len(objective.reads) == 1 or not readers:  # one kind to name as the other way out
+        fixes.append(f"choose a {reads} dataset")
+    raise ConfigError(f"{key}.dataset {spec.dataset!r} is {what}; {', or '.join(fixes)}")
 
 
 @dataclass(frozen=True)
 class OutputSection:
+    """Where the run is written."""
+
     dir: str = "runs/attribution"
+    """The run directory (``--out`` overrides it)."""
 
 
 @dataclass(frozen=True)
 class AttributeJob:
-    # Lets `magic submit` (and a reader) tell job files apart; a mismatch is refused.
+    """An attribution job file (`magic attribute`)."""
+
     kind: Literal["attribute"] = "attribute"
+    """Tells `magic submit` (and a reader) which command runs the file; a mismatch is
+    refused."""
     model: ModelSection = field(default_factory=ModelSection)
+    """The model."""
     data: DataSection = field(default_factory=DataSection)
+    """The training corpus."""
     query: QuerySection = field(default_factory=QuerySection)
+    """The query objective."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """The fine-tuning run whose data is attributed."""
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    """How the metagradient is computed."""
     output: OutputSection = field(default_factory=OutputSection)
+    """Where the run is written."""
     device: str = device_setting()
-    slurm: SlurmSection = field(default_factory=SlurmSection)  # used by `magic submit` only
+    """``auto`` (a GPU when one is visible, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or
+    ``mps``."""
+    slurm: SlurmSection = field(default_factory=SlurmSection)
+    """Resources `magic submit` asks for; other commands ignore it."""
 
 
 def apply_override(data: dict, assignment: str) -> None:

@@ -9,6 +9,7 @@ import magic_core as mc
 import magic_datasets as md
 import torch
 import torch.distributed as dist
+from magic_core.corpus import corpus_from_rows
 from magic_core.distributed import Launch, init_from_environment, shutdown
 from magic_core.outputs import (
     build_manifest,
@@ -18,6 +19,7 @@ from magic_core.outputs import (
     write_manifest,
     write_scores,
     write_sources,
+    write_training_order,
 )
 from magic_core.preemption import handle_signals
 from magic_core.report import write_report
@@ -26,7 +28,7 @@ from magic_core.sharding import check_sharding_launch
 from magic_core.typed_config import to_mapping
 
 from .data_checks import check_corpus_kind
-from .jobs import AttributeJob, QuerySection, QuerySpec, check_query_kind
+from .jobs import AttributeJob, QuerySection, QuerySpec, check_query_kind, objective_options
 from .models import check_max_seq_len, load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
 from .run_output import plan_output
@@ -77,43 +79,40 @@ def load_corpus(job: AttributeJob):
     return dataset
 
 
-def tokenize_corpus(job: AttributeJob, corpus, tokenizer) -> tuple[mc.TokenizedCorpus, list[int]]:
-    """Token rows through magic-datasets' on-disk cache (truncated or chunked), and the
-    document index of each row."""
+def corpus_rows(job: AttributeJob, corpus, tokenizer) -> tuple[mc.TokenizedCorpus, list[int]]:
+    """The corpus's token rows, through magic-datasets' on-disk cache (truncated or
+    chunked), and the document index of each row."""
     rows = md.tokenize(corpus, tokenizer, job.train.max_seq_len, mode=job.data.long_documents,
                        text_column=job.data.text_column)
-    return mc.TokenizedCorpus(
-        input_ids=[list(r) for r in rows["input_ids"]], source_ids=list(rows["source_id"]),
-        texts=list(rows["text"]), truncated=sum(rows["truncated"]),
-        max_seq_len=job.train.max_seq_len,
-    ), list(rows["doc_index"])
+    return corpus_from_rows(rows, job.train.max_seq_len), list(rows["doc_index"])
 
 
 def load_query_rows(spec: QuerySpec | QuerySection, key: str = "query"):
-    """The query's rows, checked against its objective (before any model is built)."""
-    if spec.objective == "contrast":
-        return (load_query_rows(spec.positive, f"{key}.positive"),
-                load_query_rows(spec.negative, f"{key}.negative"))
+    """The query's rows (a tuple of its parts' for a composite objective), checked against
+    its objective before any model is built."""
+    objective = mc.get_objective(spec.objective)
+    if objective.composite:
+        return tuple(load_query_rows(getattr(spec, part), f"{key}.{part}")
+                     for part in objective.parts)
     check_query_kind(spec, md.get(spec.dataset).kind.value, key)
     rows = md.load(spec.dataset, **spec.options)
     if spec.limit is not None:
         rows = rows.select(range(min(spec.limit, len(rows))))
-    if spec.objective == "lm" and spec.text_column not in rows.column_names:
-        raise mc.ConfigError(
-            f"query.text_column {spec.text_column!r} is not a column of {spec.dataset!r} "
-            f"({rows.column_names})"
-        )
+    options = objective_options(spec)
+    for option in objective.column_options:
+        if options[option] not in rows.column_names:
+            raise mc.ConfigError(f"{key}.{option} {options[option]!r} is not a column of "
+                                 f"{spec.dataset!r} ({rows.column_names})")
     return rows
 
 
 def query_texts(spec: QuerySpec | QuerySection, rows) -> list[tuple[str, list[str]]]:
     """``(dataset, texts)`` for every query dataset: the texts its objective tokenizes."""
-    if spec.objective == "contrast":
-        return query_texts(spec.positive, rows[0]) + query_texts(spec.negative, rows[1])
-    if spec.objective == "multiple-choice":
-        return [(spec.dataset, [md.format_prompt(r["question"], r["choices"], spec.prompt_style)
-                                for r in rows])]
-    return [(spec.dataset, list(rows[spec.text_column]))]
+    objective = mc.get_objective(spec.objective)
+    if objective.composite:
+        return [texts for part, part_rows in zip(objective.parts, rows)
+                for texts in query_texts(getattr(spec, part), part_rows)]
+    return [(spec.dataset, objective.query_texts(rows, objective_options(spec)))]
 
 
 def check_readable(job: AttributeJob, tokenized: mc.TokenizedCorpus, query_rows,
@@ -128,17 +127,13 @@ def check_readable(job: AttributeJob, tokenized: mc.TokenizedCorpus, query_rows,
 
 
 def build_objective(spec: QuerySpec | QuerySection, rows, tokenizer, max_len: int):
-    if spec.objective == "contrast":
-        return mc.ContrastObjective(
-            build_objective(spec.positive, rows[0], tokenizer, max_len),
-            build_objective(spec.negative, rows[1], tokenizer, max_len),
-            weight=spec.weight,
-        )
-    if spec.objective == "multiple-choice":
-        return mc.MultipleChoiceObjective(rows, tokenizer, style=spec.prompt_style,
-                                          max_len=max_len, name=spec.dataset)
-    return mc.LanguageModelObjective(rows[spec.text_column], tokenizer, max_len=max_len,
-                                     name=spec.dataset)
+    """The query's objective, built by its registered spec (parts first, for a composite)."""
+    objective = mc.get_objective(spec.objective)
+    parts = tuple(build_objective(getattr(spec, part), part_rows, tokenizer, max_len)
+                  for part, part_rows in zip(objective.parts, rows)) if objective.composite else ()
+    return objective.build(mc.ObjectiveInput(
+        name=spec.dataset, rows=None if objective.composite else rows,
+        options=objective_options(spec), tokenizer=tokenizer, max_len=max_len, parts=parts))
 
 
 def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool = True,
@@ -197,7 +192,7 @@ def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
         transformers.utils.logging.disable_progress_bar()
     # Text the tokenizer cannot read, too: the tokenizer alone is cheap to load.
     tokenizer = _rank_zero_first(launch, lambda: load_tokenizer(job.model.path, job.model.tokenizer))
-    tokenized, doc_index = _rank_zero_first(launch, lambda: tokenize_corpus(job, corpus, tokenizer))
+    tokenized, doc_index = _rank_zero_first(launch, lambda: corpus_rows(job, corpus, tokenizer))
     check_readable(job, tokenized, query_rows, tokenizer)
     # The model's own tokenizer has the same vocabulary (the rows stay valid).
     model, tokenizer, base_info = _rank_zero_first(
@@ -238,6 +233,7 @@ def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,
     out_dir.mkdir(parents=True, exist_ok=True)
     write_scores(out_dir, result)
     write_documents(out_dir, table)
+    write_training_order(out_dir, result)
     # With chunking, each document's score is the sum of its chunks'.
     manifest["per_source_table"] = write_sources(out_dir, table)
     write_report(out_dir, table, result.per_example, result.per_token, manifest)

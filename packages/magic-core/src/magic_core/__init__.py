@@ -20,6 +20,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "errors": ["ConfigError"],
     "objectives": ["ContrastObjective", "LanguageModelObjective", "MultipleChoiceObjective",
                    "QueryObjective"],
+    "objective_registry": ["ObjectiveInput", "ObjectiveSpec", "get_objective", "list_objectives"],
+    "optimizer_registry": ["OptimizerSpec", "get_optimizer", "list_optimizers"],
     "precision": ["resolve_precision"],
     "typed_config": ["from_mapping", "to_mapping"],
 })
@@ -29,11 +31,13 @@ if TYPE_CHECKING:
     from .config import AttributionConfig, TrainConfig
     from .corpus import TokenizedCorpus, tokenize_corpus
     from .errors import ConfigError
+    from .objective_registry import ObjectiveInput, ObjectiveSpec, get_objective, list_objectives
     from .objectives import (
         ContrastObjective,
         LanguageModelObjective,
         MultipleChoiceObjective,
         QueryObjective,
     )
+    from .optimizer_registry import OptimizerSpec, get_optimizer, list_optimizers
     from .precision import resolve_precision
     from .typed_config import from_mapping, to_mapping

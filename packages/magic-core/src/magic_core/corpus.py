@@ -1,19 +1,26 @@
-"""Turning a training corpus into token rows the engine can weight and replay."""
+"""Turning a training corpus into token rows the engine can weight and replay.
+
+Tokenizing is magic-datasets' (`magic_datasets.tokenize`, the one path for every
+corpus: truncated or chunked, cached on disk); this module packs its rows into the
+`TokenizedCorpus` the engine trains on and scores.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import datasets
+from magic_datasets import DatasetError, tokenize
 
 from .errors import ConfigError
 
 
 @dataclass
 class TokenizedCorpus:
-    """One row per document: token ids (EOS appended, truncated), and where it came from.
+    """One row per document (or document chunk): token ids (EOS appended, truncated),
+    and where it came from.
 
-    ``rows[i]`` is document ``i`` of the corpus; scores are indexed the same way.
+    ``input_ids[i]`` is row ``i`` of the corpus; scores are indexed the same way.
     """
 
     input_ids: list[list[int]]
@@ -31,32 +38,28 @@ class TokenizedCorpus:
 
 
 def tokenize_corpus(
-    dataset: datasets.Dataset, tokenizer, max_seq_len: int, text_column: str = "text"
+    dataset: datasets.Dataset, tokenizer, max_seq_len: int, text_column: str = "text", *,
+    mode: str = "truncate", cache: bool = False,
 ) -> TokenizedCorpus:
-    """Tokenize every document, append EOS, truncate to ``max_seq_len`` tokens.
+    """Tokenize every document, append EOS, truncate to ``max_seq_len`` tokens
+    (``mode="chunk"``: cut into ``max_seq_len`` pieces instead).
 
+    The tokenizing itself is `magic_datasets.tokenize` (the only tokenizer path,
+    with its on-disk cache when ``cache``); this packs its rows for the engine.
     Documents that tokenize to fewer than two tokens cannot teach anything
     (no next token to predict) and are refused rather than silently scored zero.
     """
-    if text_column not in dataset.column_names:
-        raise ConfigError(
-            f"corpus has no column {text_column!r}; it has {dataset.column_names}"
-        )
-    if tokenizer.eos_token_id is None:
-        raise ConfigError("the tokenizer has no EOS token; set tokenizer.eos_token")
-    texts = list(dataset[text_column])
-    ids = [
-        list(r) + [tokenizer.eos_token_id]
-        for r in tokenizer(texts, add_special_tokens=False)["input_ids"]
-    ]
-    truncated = sum(len(r) > max_seq_len for r in ids)
-    ids = [r[:max_seq_len] for r in ids]
-    short = [i for i, r in enumerate(ids) if len(r) < 2]
-    if short:
-        raise ConfigError(
-            f"document {short[0]} of the corpus has fewer than 2 tokens; filter empty texts out"
-        )
-    source_ids = (
-        [str(x) for x in dataset["id"]] if "id" in dataset.column_names else [str(i) for i in range(len(texts))]
+    try:
+        rows = tokenize(dataset, tokenizer, max_seq_len, mode=mode, text_column=text_column,
+                        cache=cache)
+    except DatasetError as exc:  # core's callers expect its own error type
+        raise ConfigError(str(exc)) from None
+    return corpus_from_rows(rows, max_seq_len)
+
+
+def corpus_from_rows(rows: datasets.Dataset, max_seq_len: int) -> TokenizedCorpus:
+    """The engine's view of `magic_datasets.tokenize` rows (their ``doc_index`` is left out)."""
+    return TokenizedCorpus(
+        input_ids=[list(r) for r in rows["input_ids"]], source_ids=list(rows["source_id"]),
+        texts=list(rows["text"]), truncated=sum(rows["truncated"]), max_seq_len=max_seq_len,
     )
-    return TokenizedCorpus(ids, source_ids, texts, truncated, max_seq_len)

@@ -1,4 +1,8 @@
-"""Multiple-choice accuracy the lm-evaluation-harness way: compare answer-letter likelihoods."""
+"""Multiple-choice accuracy the lm-evaluation-harness way: compare answer-letter likelihoods.
+
+The question format is imported as public API of magic-datasets (part of its data
+schema), so that accuracy is measured on exactly the prompts its quizzes define.
+"""
 
 from __future__ import annotations
 

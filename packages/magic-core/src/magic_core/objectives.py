@@ -4,6 +4,11 @@ Every objective is evaluated at the final trained state. ``contribution``
 returns this rank's share of the full objective, so that summing it over
 ranks (as an all-reduce of gradients does) gives exactly the full value: a
 mean is a local sum divided by the global count, which every rank knows.
+
+The multiple-choice question format (`format_prompt`, `answer_continuation`) is
+imported as public API of magic-datasets: it is part of the data schema, shared by
+the world generator that writes quizzes and the objective that scores them.
+Objectives are named and built through `objective_registry`.
 """
 
 from __future__ import annotations

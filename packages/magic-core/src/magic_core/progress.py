@@ -3,17 +3,20 @@
 The contract (read by other tools, so keep it stable)::
 
     {"status": "running|preempted|done|failed",
-     "phase": "train|query|backward|unlearn|relearn|evaluate|done",
+     "phase": "<a phase the run declared>|done",
      "step": int, "total": int, "phases_done": [str],
      "history": [{"phase": str, "step": int, "total": int}],
      "last_checkpoint": {"phase": str, "step": int, "path": str, "time": iso8601} | null,
      "updated": iso8601, "host": str, "pid": int, "slurm_job_id": str | null}
 
-``history`` lists the phases that ended, in order, with the steps each
-ran; a phase may appear twice (an unlearning run evaluates after unlearning
-and again after relearning), unlike in ``phases_done``. ``total`` 0: the
-phase has no steps to count (an evaluation). Files written before
-``history`` existed lack it.
+The phases are the caller's (an attribution run's ``train``, ``query`` and
+``backward``; an unlearning run's own, declared by magic-unlearn): the code that
+runs them declares them with `ProgressFile.declare` or the ``phases`` argument, and
+`start` then refuses any other; ``done`` is reserved for the end. ``history``
+lists the phases that ended, in order, with the steps each ran; a phase may
+appear twice (an unlearning run evaluates after unlearning and again after
+relearning), unlike in ``phases_done``. ``total`` 0: the phase has no steps to
+count (an evaluation). Files written before ``history`` existed lack it.
 
 Written atomically, at phase changes, checkpoints and the end immediately,
 and during a phase at most every ``interval`` seconds (a step costs one clock
@@ -28,12 +31,13 @@ import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from .atomic import write_json
 from .preemption import Preempted
 
 FILENAME = "progress.json"
-PHASES = ("train", "query", "backward", "unlearn", "relearn", "evaluate", "done")
+DONE = "done"  # the phase of a finished run, whoever ran it
 STATUSES = ("running", "preempted", "done", "failed")
 
 
@@ -49,12 +53,16 @@ class ProgressFile:
     rerun), in which case it says ``running`` again at once.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, *, enabled: bool = True, interval: float = 5.0):
+    def __init__(self, run_dir: str | os.PathLike, *, phases: tuple[str, ...] = (),
+                 enabled: bool = True, interval: float = 5.0):
         self.path = Path(run_dir) / FILENAME
+        self.phases: list[str] = []
+        self.declare(*phases)
         self.enabled = enabled
         self.interval = interval
-        self.state = {"status": "running", "phase": None, "step": 0, "total": 0,
-                      "phases_done": [], "history": [], "last_checkpoint": None}
+        self.state: dict[str, Any] = {
+            "status": "running", "phase": None, "step": 0, "total": 0,
+            "phases_done": [], "history": [], "last_checkpoint": None}
         self._written_at: float | None = None
         # The phase a previous process was in when it stopped: until this process
         # starts it again, it has not ended, whatever phase comes next.
@@ -81,12 +89,21 @@ class ProgressFile:
             self.finish("preempted" if isinstance(exc, Preempted) else "failed")
 
     # -- updates ---------------------------------------------------------------
+    def declare(self, *phases: str) -> None:
+        """The phases the run may enter; `start` refuses others once any are declared."""
+        for phase in phases:
+            if not isinstance(phase, str) or not phase or phase == DONE:
+                raise ValueError(f"a phase is a name other than {DONE!r}, got {phase!r}")
+            if phase not in self.phases:
+                self.phases.append(phase)
+
     def start(self, phase: str, total: int, step: int = 0) -> None:
         """Enter ``phase`` (of ``total`` steps, ``step`` already done); the previous one is done."""
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}")
+        if phase == DONE or (self.phases and phase not in self.phases):
+            raise ValueError(f"unknown phase {phase!r}; this run declared "
+                             f"{', '.join(self.phases) or 'none'}")
         current = self.state["phase"]
-        if current not in (None, phase, "done"):
+        if current not in (None, phase, DONE):
             if current == self._interrupted:
                 self.mark_done(current)
             else:
@@ -128,9 +145,9 @@ class ProgressFile:
             return  # refused before the first phase: leave no run directory behind
         self.state["status"] = status
         if status == "done":
-            if self.state["phase"] not in (None, "done"):
+            if self.state["phase"] not in (None, DONE):
                 self._end(self.state["phase"])
-            self.state.update(phase="done", step=self.state["total"])
+            self.state.update(phase=DONE, step=self.state["total"])
         self.write()
 
     # -- output ----------------------------------------------------------------

@@ -46,6 +46,8 @@ class RunControl:
         ``phases`` lists the run's phases in order; those before the
         checkpoint's are recorded as done in the progress file.
         """
+        if self.progress is not None:
+            self.progress.declare(*phases)
         checkpoint = self.store.load(device)
         if checkpoint is not None and self.progress is not None:
             if checkpoint.phase in phases:

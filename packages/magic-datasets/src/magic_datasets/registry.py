@@ -9,16 +9,15 @@ is removed, and the error names both packages.
 from __future__ import annotations
 
 import difflib
-import importlib.metadata
-import warnings
 from dataclasses import replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
 from . import hookspecs
 from .errors import DatasetError
+from .plugins import load_entry_points
 from .spec import REQUIRED_COLUMNS, DatasetSpec
 
 if TYPE_CHECKING:
@@ -41,24 +40,15 @@ class Registry:
         self._conflicts: dict[str, list[str]] = {}
 
     def _load_entry_points(self) -> None:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            package = ep.dist.name if ep.dist is not None else ep.value
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken plugin must not take the others down
-                self.broken[package] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"dataset plugin {ep.name!r} from package {package!r} failed to import "
-                    f"({type(exc).__name__}: {exc}); its datasets are unavailable",
-                    stacklevel=2,
-                )
-                continue
-            self.register(module, name=ep.name, package=package)
+        loaded, self.broken = load_entry_points(ENTRY_POINT_GROUP, "dataset")
+        for name, package, module in loaded:
+            self.register(module, name=name, package=package)
 
     def register(self, plugin: Any, name: str | None = None, package: str = "") -> None:
         """Register a plugin object by hand (tests, notebooks)."""
         registered = self._pm.register(plugin, name=name)
-        self._package_of[registered] = package or registered
+        if registered is not None:  # None: a blocked name, which pluggy leaves out
+            self._package_of[registered] = package or registered
         self._specs = None
 
     def _collect(self) -> dict[str, DatasetSpec]:
@@ -68,7 +58,7 @@ class Registry:
         owners: dict[str, list[str]] = {}
         for impl in self._pm.hook.magic_datasets_register.get_hookimpls():
             package = self._package_of.get(impl.plugin_name, impl.plugin_name)
-            for spec in impl.function():
+            for spec in cast("list[DatasetSpec]", impl.function()):
                 spec = replace(spec, package=package)
                 owners.setdefault(spec.name, []).append(package)
                 specs.setdefault(spec.name, spec)

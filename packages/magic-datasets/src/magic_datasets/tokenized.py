@@ -1,7 +1,10 @@
 """Token rows for training: truncated documents or document chunks, cached on disk.
 
+This is the project's one tokenizer path for corpora: ``magic_core.tokenize_corpus``
+packs these rows for the engine, and the driver caches them through here.
+
 ``mode="truncate"`` gives one row per document (EOS appended, cut to
-``max_seq_len``), exactly what ``magic_core.tokenize_corpus`` does.
+``max_seq_len``).
 ``mode="chunk"`` cuts each document's tokens (EOS appended) into
 ``max_seq_len`` pieces, so long documents are trained on whole. Chunks never
 span two documents: every row keeps its document's ``source_id`` and
@@ -20,6 +23,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -52,8 +56,8 @@ def _build(dataset: datasets.Dataset, tokenizer, max_seq_len: int, mode: str,
     doc_ids = ([str(x) for x in dataset["id"]] if "id" in dataset.column_names
                else [str(i) for i in range(len(texts))])
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    rows = {k: [] for k in ("id", "source_id", "doc_index", "chunk", "input_ids", "text",
-                            "truncated")}
+    rows: dict[str, list[Any]] = {k: [] for k in ("id", "source_id", "doc_index", "chunk",
+                                                  "input_ids", "text", "truncated")}
     for doc, (doc_id, text, ids) in enumerate(zip(doc_ids, texts, encoded)):
         ids = list(ids) + [tokenizer.eos_token_id]
         pieces = _pieces(ids, max_seq_len, mode)

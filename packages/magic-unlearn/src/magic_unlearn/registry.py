@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import importlib.metadata
-import warnings
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import pluggy
+from magic_datasets import plugins
 
 from . import hookspecs
 from .errors import UnlearnError
@@ -27,26 +26,20 @@ class RecipeRegistry:
         self.broken: dict[str, str] = {}
         self._package_of: dict[str, str] = {}
         if load_entry_points:
-            for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-                package = ep.dist.name if ep.dist is not None else ep.value
-                try:
-                    module = ep.load()
-                except Exception as exc:  # one bad plugin must not hide the others
-                    self.broken[package] = f"{type(exc).__name__}: {exc}"
-                    warnings.warn(f"recipe plugin {ep.name!r} from {package!r} failed to import "
-                                  f"({type(exc).__name__}: {exc})", stacklevel=2)
-                    continue
-                self.register(module, name=ep.name, package=package)
+            loaded, self.broken = plugins.load_entry_points(ENTRY_POINT_GROUP, "recipe")
+            for name, package, module in loaded:
+                self.register(module, name=name, package=package)
 
     def register(self, plugin: Any, name: str | None = None, package: str = "") -> None:
         registered = self._pm.register(plugin, name=name)
-        self._package_of[registered] = package or registered
+        if registered is not None:  # None: a blocked name, which pluggy leaves out
+            self._package_of[registered] = package or registered
 
     def recipes(self) -> dict[str, RecipeSpec]:
         found: dict[str, RecipeSpec] = {}
         for impl in self._pm.hook.magic_recipes_register.get_hookimpls():
             package = self._package_of.get(impl.plugin_name, impl.plugin_name)
-            for spec in impl.function():
+            for spec in cast("list[RecipeSpec]", impl.function()):
                 if spec.name in found:
                     raise UnlearnError(f"recipe {spec.name!r} is registered by both "
                                        f"{found[spec.name].package!r} and {package!r}; uninstall one")

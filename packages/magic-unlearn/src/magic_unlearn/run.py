@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from magic_core.atomic import write_json
@@ -17,7 +18,7 @@ from magic_core.run_control import RunControl
 from .evaluate import EvalSets, evaluate
 from .registry import get_recipe
 from .relearn import RelearnConfig, relearn
-from .resume import RecipePhases, recipe_fingerprint
+from .resume import PHASES, RecipePhases, recipe_fingerprint
 from .spec import UnlearnData, WeightedRows
 from .training import OptimConfig, train_weighted
 
@@ -54,13 +55,15 @@ def run_recipe(base_model, tokenizer, data: UnlearnData, sets: EvalSets, recipe:
     before = before or evaluate(base_model, tokenizer, sets)
     model = copy.deepcopy(base_model)
     parts = get_recipe(recipe).parts(data, options)
+    if control is not None and control.progress is not None:
+        control.progress.declare(*PHASES)  # the progress file knows only the phases it is told
     phases = RecipePhases(control, recipe_fingerprint(
         base_model, parts, data.forget.input_ids, recipe, options, optim, relearn_cfg),
         next(base_model.parameters()).device)
     log = phases.unlearn(model, optim.steps, partial(_train_parts, model, parts, optim))
     phases.begin("evaluate", 0)
     after = evaluate(model, tokenizer, sets)
-    result = {
+    result: dict[str, Any] = {
         "recipe": {"name": recipe, "options": {**get_recipe(recipe).options, **options}},
         "optim": asdict(optim), "relearn": asdict(relearn_cfg),
         "before": before, "after": after, "training": log,
