@@ -53,6 +53,8 @@ CASES = [
     ("attr-lr-nan-string", "attribute", A(train={"lr": "nan"}), [], ["train.lr", "nan"], "fixed"),
     ("attr-renamed-checkpoints-key", "attribute", A(attribution={"checkpoints": "sqrt"}), [],
      ["attribution.checkpoints", "renamed", "attribution.kept_states"], "fixed"),
+    ("attr-removed-eps-root-key", "attribute", A(train={"eps_root": 1e-30}), [],
+     ["train.eps_root", "removed", "torch.optim", "delete it"], "fixed"),
     ("attr-lr-negative", "attribute", A(train={"lr": -1e-3}), [], ["train.lr", "> 0"], "guard"),
     ("attr-lr-zero", "attribute", A(train={"lr": 0}), [], ["train.lr", "> 0"], "guard"),
     ("attr-lr-set-inf", "attribute", A(), ["--set", "train.lr=.inf"], ["train.lr", "inf"], "fixed"),

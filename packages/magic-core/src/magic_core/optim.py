@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-
-import torchopt
+from typing import Any
 
 from .config import TrainConfig
+from .optimizer_registry import get_optimizer
 
 
 def lr_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -28,12 +28,14 @@ def lr_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return rate
 
 
-def build_optimizer(cfg: TrainConfig, total_steps: int) -> torchopt.base.GradientTransformation:
-    lr = lr_schedule(cfg, total_steps)
-    if cfg.optimizer == "sgd":
-        return torchopt.sgd(lr, momentum=cfg.momentum, weight_decay=cfg.resolved_weight_decay)
-    if cfg.optimizer == "adam":
-        return torchopt.adam(lr, betas=cfg.betas, eps=cfg.eps, eps_root=cfg.eps_root,
-                             weight_decay=cfg.resolved_weight_decay)
-    return torchopt.adamw(lr, betas=cfg.betas, eps=cfg.eps, eps_root=cfg.eps_root,
-                          weight_decay=cfg.resolved_weight_decay)
+def build_optimizer(cfg: TrainConfig, total_steps: int):
+    """``cfg``'s optimizer as a torchopt ``GradientTransformation`` (see `optimizer_registry`)."""
+    return get_optimizer(cfg.optimizer).transformation(cfg, lr_schedule(cfg, total_steps))
+
+
+def exact_update(cfg: TrainConfig, total_steps: int) -> Any | None:
+    """``cfg``'s optimizer update by formula (e.g. an `AdamUpdate`), or None where it has none."""
+    spec = get_optimizer(cfg.optimizer)
+    if spec.exact_update is None:
+        return None
+    return spec.exact_update(cfg, lr_schedule(cfg, total_steps))

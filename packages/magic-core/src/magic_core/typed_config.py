@@ -57,6 +57,11 @@ def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: 
     return dataclasses.field(metadata={_RULE: rule}, **kwargs)
 
 
+def field_range(f: dataclasses.Field) -> Range:
+    """The bounds ``f`` was declared with by `setting` (none for a plain field)."""
+    return f.metadata.get(_RULE, (Range(), None, ""))[0]
+
+
 def _numbers(value: Any, path: str) -> list[tuple[str, Any]]:
     if isinstance(value, (list, tuple)):
         return [(f"{path}[{i}]", v) for i, v in enumerate(value)]
@@ -128,7 +133,7 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
         close = difflib.get_close_matches(str(value), [str(a) for a in get_args(tp)], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}{hint}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, path)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
@@ -178,12 +183,19 @@ def from_mapping(cls: type[T], data: Any, path: str = "") -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    # cast: T is any class to a type checker; callers pass dataclasses.
+    fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls))}
+    # Keys a job file may still carry from an older version: each refused
+    # with what became of it rather than a did-you-mean guess.
     renamed = getattr(cls, "RENAMED_KEYS", {})
+    removed = getattr(cls, "REMOVED_KEYS", {})
     for key in data:
+        where_key = f"{path + '.' if path else ''}{key}"
         if key in renamed and key not in fields:
-            raise ConfigError(f"{path + '.' if path else ''}{key}: renamed to {renamed[key]!r}; "
+            raise ConfigError(f"{where_key}: renamed to {renamed[key]!r}; "
                               f"write {path + '.' if path else ''}{renamed[key]} instead")
+        if key in removed and key not in fields:
+            raise ConfigError(f"{where_key}: removed ({removed[key]}); delete it from the job file")
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(fields)}"
