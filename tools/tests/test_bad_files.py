@@ -212,7 +212,8 @@ def test_a_broken_run_is_refused_in_one_line(case, finished, tmp_path, refusal):
 def test_the_unbroken_run_reads_back_whole(finished):
     run = read_run(finished / "run")
     assert run.per_token.shape[0] == run.manifest["corpus"]["documents"]
-    assert set(run.manifest["digests"]) == {"scores.safetensors", "documents.parquet"}
+    assert set(run.manifest["digests"]) == {"scores.safetensors", "documents.parquet",
+                                               "training_order.parquet"}
 
 
 # -- directories that cannot be written ---------------------------------------------------

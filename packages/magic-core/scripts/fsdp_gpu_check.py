@@ -52,10 +52,10 @@ def missing_modules() -> list[str]:
     """[] when the run's imports work; else what is missing (all absent top-level modules)."""
     try:
         import magic_core  # noqa: F401
-        from magic_core._bergson import engine
+        from magic_core import bergson_api
         from transformers import GPTNeoXForCausalLM  # noqa: F401
 
-        engine()
+        bergson_api.check_surface()
     except ImportError as exc:
         absent = {name for name in REQUIRED if importlib.util.find_spec(name) is None}
         return sorted(absent | {exc.name or str(exc)})

@@ -4,13 +4,13 @@ import magic_core as mc
 import pytest
 import torch.distributed as dist
 from magic_core import distributed
+from magic_core.batch_stream import check_rows_per_rank
 from magic_core.distributed import (
     Launch,
     first_host,
     init_from_environment,
     launch_from_environment,
 )
-from magic_core.engine import _check_rows_per_rank
 
 
 def test_no_launcher_is_a_single_process_and_initializes_nothing():
@@ -78,10 +78,10 @@ def test_bad_values_are_config_errors():
 
 
 def test_every_batch_needs_a_row_per_rank():
-    _check_rows_per_rank(12, 4, 2)
-    _check_rows_per_rank(12, 3, 2)  # uneven split of rows is fine
-    _check_rows_per_rank(10, 4, 2)  # last batch of 2 rows
+    check_rows_per_rank(12, 4, 2)
+    check_rows_per_rank(12, 3, 2)  # uneven split of rows is fine
+    check_rows_per_rank(10, 4, 2)  # last batch of 2 rows
     with pytest.raises(mc.ConfigError, match="multiple of 4"):
-        _check_rows_per_rank(10, 4, 4)  # last batch of 2 rows for 4 ranks
+        check_rows_per_rank(10, 4, 4)  # last batch of 2 rows for 4 ranks
     with pytest.raises(mc.ConfigError, match="batch of 1 rows"):
-        _check_rows_per_rank(12, 1, 2)
+        check_rows_per_rank(12, 1, 2)

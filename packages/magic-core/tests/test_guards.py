@@ -64,7 +64,7 @@ def test_importing_and_running_leaves_the_root_logger_alone():
         "stream = io.StringIO(); h = logging.StreamHandler(stream)\n"
         "root = logging.getLogger(); root.addHandler(h); root.setLevel(logging.WARNING)\n"
         "import magic_core\n"
-        "from magic_core._bergson import engine; engine()\n"
+        "from magic_core import bergson_api; bergson_api.check_surface()\n"
         "assert root.handlers == [h], root.handlers\n"
         "assert root.level == logging.WARNING\n"
         "print('ok')\n"

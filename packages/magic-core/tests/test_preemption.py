@@ -82,7 +82,7 @@ STOPS = [("train", 2, "sqrt"), ("train", 5, "log"), ("query", 1, "sqrt"),
          ("train", 3, "gradients"), ("query", 1, "gradients"), ("backward", 2, "gradients")]
 
 
-@pytest.mark.parametrize("phase, step, checkpoints", STOPS)
+@pytest.mark.parametrize("phase, step, schedule", STOPS)
 def test_a_stopped_phase_resumes_to_identical_scores(phase, step, schedule, run, uninterrupted,
                                                      tmp_path):
     with pytest.raises(preemption.Preempted) as stopped:

@@ -170,20 +170,22 @@ def test_spill_files_without_direct_io(tmp_path, monkeypatch):
 
 
 def test_stores_rebuild_states_from_a_template_without_memory():
-    from magic_core.data_parallel import trainer_class
     from magic_core.optim import build_optimizer
-    from magic_core.phases import state_from_tensors, state_tensors
     from magic_core.state_store import state_structure
+    from magic_core.state_tensors import from_tensors, to_tensors
+    from magic_core.training_step import TrainingStep, take_state
     from torchopt.pytree import tree_flatten, tree_iter
 
     cfg = mc.TrainConfig(optimizer="adam", lr=1e-2, precision="fp64")
     model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3)).double()
-    trainer, state = trainer_class().initialize(model, build_optimizer(cfg, 4))
-    state = trainer._update(state, {k: torch.randn_like(p) for k, p in state.params.items()})
+    optimizer = build_optimizer(cfg, 4)
+    state = take_state(model, optimizer)
+    step = TrainingStep(model, optimizer)
+    state = step.update(state, {k: torch.randn_like(p) for k, p in state.params.items()})
     template = state_structure(state)
     tensors = list(tree_iter((template.params, template.opt_state)))
     assert tensors and all(t.device.type == "meta" for t in tensors)
-    rebuilt = state_from_tensors(state_tensors(state), template)
+    rebuilt = from_tensors(to_tensors(state), template)
     assert tree_flatten(rebuilt.opt_state)[1] == tree_flatten(state.opt_state)[1]
     for ours, theirs in zip(tree_iter((rebuilt.params, rebuilt.opt_state)),
                             tree_iter((state.params, state.opt_state))):

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .adam_update import AdamUpdate
 from .attention import use_exact_attention
+from .batch_stream import BatchStream
 from .config import AttributionConfig, TrainConfig
 from .corpus import TokenizedCorpus, tokenize_corpus
-from .engine import MagicEngine, build_stream
+from .engine import MagicEngine
 from .model_prep import check_loss_uses_weights, install_weighted_loss, share_tied_parameters
 from .objectives import QueryObjective
-from .optim import build_optimizer
+from .optim import build_optimizer, exact_update
 from .phases import fingerprint, run_phases
 from .precision import resolve_precision
 from .run_control import RunControl
@@ -35,11 +35,14 @@ class AttributionResult:
     query_after: float
     tied_parameters: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
-    schedule: str = ""  # the checkpoint schedule used ("auto" resolved)
+    schedule: str = ""  # the kept-state schedule used ("auto" resolved)
     kept_states: dict = field(default_factory=dict)  # how many states each tier held
     kept_gradients: dict = field(default_factory=dict)  # the same for the ``gradients`` schedule
     replayed_updates: int = 0  # updates applied again from kept gradients (no recomputation)
     peak_memory: dict = field(default_factory=dict)  # bytes per phase (GPU allocated, or resident)
+    # Which document (token row of `corpus`) each step trained on, one entry per row of every
+    # batch in order: {"step": [...], "epoch": [...], "document": [...]} (see `BatchStream`).
+    training_order: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _query_value(objective: QueryObjective, model: nn.Module, state) -> float:
@@ -64,8 +67,9 @@ def attribute(
 
     ``corpus`` is a `datasets.Dataset` (``id``, ``text`` columns) or an
     already tokenized `TokenizedCorpus`. The model is consumed: its trainable
-    parameters move into the engine's state (bergson keeps them on the meta
-    device), so load a fresh copy for anything else.
+    parameters move into the engine's state (the model keeps meta-device
+    placeholders, see `training_step.take_state`), so load a fresh copy for
+    anything else.
 
     With a ``control`` (checkpoint store and progress file) the run stops with
     `Preempted` after the step during which a stop was requested, having saved
@@ -88,7 +92,7 @@ def attribute(
     if sharded:
         shard_model(model, device)
     per_token = attribution.granularity == "per-token"
-    stream = build_stream(
+    stream = BatchStream(
         corpus.input_ids, batch_size=train.batch_size, epochs=train.epochs,
         shuffle=train.shuffle, seed=train.seed, per_token=per_token, dtype=dtype, device=device,
     )
@@ -99,13 +103,14 @@ def attribute(
         kept_states=attribution.kept_states, max_grad_norm=train.max_grad_norm,
         show_progress=progress, device_budget=attribution.budget("device_memory"),
         host_budget=attribution.budget("host_memory"), spill_dir=attribution.spill_dir,
-        adam=AdamUpdate.for_config(train, len(stream)),
+        adam=exact_update(train, len(stream)),
     )
     query_before = _query_value(objective, model, run.initial_state)
     if control is not None:
         control.store.fingerprint.update(
             fingerprint(run, corpus, objective, train, attribution, dtype, device))
     weight_grads = run_phases(run, objective, control, device)
+    assert run.query_value is not None  # taken by every finished run
     return AttributionResult(
         per_example=weight_grads.sum(-1) if per_token else weight_grads,
         per_token=weight_grads if per_token else None,
@@ -122,4 +127,5 @@ def attribute(
         kept_gradients=run.gradients.summary(),
         replayed_updates=run.replayed_updates,
         peak_memory=dict(run.memory.peaks),
+        training_order=stream.training_order(),
     )

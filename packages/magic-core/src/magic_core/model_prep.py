@@ -1,10 +1,10 @@
 """Preparing a Hugging Face causal LM for functional, weighted training.
 
-Two things bergson's engine needs but does not ensure:
+Two things the engine needs of a model:
 
 * Tied parameters (GPT-2's input and output embeddings) must stay one tensor.
-  The engine swaps parameters in per module, which silently unties them (one
-  copy trained per use, scores wrong by tens of percent). `share_tied_parameters`
+  The engine swaps a state's parameters in by name, which would untie them
+  (one copy trained per use, scores wrong by tens of percent). `share_tied_parameters`
   keeps the first name as the only parameter and makes every other use read
   it at forward time, so gradients from both uses meet in one tensor.
 * The training loss must depend on the per-example/per-token data weights,
@@ -19,7 +19,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from ._bergson import engine
+from . import bergson_api
 from .errors import ConfigError
 
 
@@ -59,9 +59,16 @@ def share_tied_parameters(model: nn.Module) -> dict[str, str]:
 
 
 def install_weighted_loss(model: nn.Module) -> None:
-    """Make the model's loss weight each example/token by the batch's data weights."""
+    """Make the model's loss weight each example/token by the batch's data weights.
+
+    bergson's `weighted_causal_lm_ce`, "mean" reduction: each target token's
+    cross-entropy times its weight (``example_weight``, per row or per
+    token), summed, divided by the number of target tokens (not the sum of
+    the weights), so that at weights 1 it is the usual mean loss.
+    """
     try:
-        model.loss_function = partial(engine().weighted_causal_lm_ce, reduction="mean")
+        model.loss_function = partial(  # type: ignore[assignment]  # HF's attribute
+            bergson_api.weighted_causal_lm_ce, reduction="mean")
     except (AttributeError, TypeError) as exc:
         raise ConfigError(
             f"cannot set the training loss of {type(model).__name__} ({exc}); attribution "

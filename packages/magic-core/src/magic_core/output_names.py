@@ -3,6 +3,7 @@
 SCORES = "scores.safetensors"
 DOCUMENTS = "documents.parquet"
 SOURCES = "sources.parquet"
+TRAINING_ORDER = "training_order.parquet"  # which documents each training step saw
 MANIFEST = "manifest.json"
 # manifest key: file name -> sha256 of the files the manifest describes.
 DIGESTS = "digests"

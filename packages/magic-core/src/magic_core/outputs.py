@@ -1,4 +1,4 @@
-"""The run directory: scores, the document table and the manifest."""
+"""The run directory: scores, the document table, the training order and the manifest."""
 
 from __future__ import annotations
 
@@ -16,14 +16,21 @@ from safetensors.torch import save_file
 from .atomic import atomic_path, write_json
 from .attribution import AttributionResult
 from .fingerprint import file_sha256
-from .output_names import DIGESTS, DOCUMENTS, MANIFEST, SCORES, SOURCES
+from .output_names import DIGESTS, DOCUMENTS, MANIFEST, SCORES, SOURCES, TRAINING_ORDER
 
 PREVIEW_CHARS = 240
 
 
+# What the numbers depend on beyond the project's own packages.
+LIBRARIES = ("torch", "transformers", "bergson", "torchopt", "datasets", "torch-dtensor-patch")
+
+
 def package_versions() -> dict[str, str]:
-    names = ["magic-core", "magic-datasets", "magic-unlearn", "magic-driver", "torch-dtensor-patch",
-             "torch", "transformers", "bergson", "torchopt", "datasets"]
+    """Python, the libraries above, and every installed package of the project (``magic-*``):
+    core does not list the packages built on it, it finds them."""
+    project = sorted({d.metadata["Name"].lower() for d in metadata.distributions()
+                      if (d.metadata["Name"] or "").lower().startswith("magic-")})
+    names = project + list(LIBRARIES)
     versions = {"python": platform.python_version()}
     for name in names:
         try:
@@ -85,6 +92,29 @@ def write_documents(out_dir: Path, table: pa.Table) -> None:
         pq.write_table(table, tmp)
 
 
+def training_order_table(result: AttributionResult) -> pa.Table:
+    """One row per trained row of every step, in training order: ``step``, ``epoch``,
+    ``document`` (the row's ``index`` in the document table) and its ``source_id``.
+
+    A document trained in several epochs appears once per epoch; the rows of
+    one step are its whole batch, whatever the number of ranks.
+    """
+    order = result.training_order
+    source_ids = result.corpus.source_ids
+    return pa.table({
+        "step": pa.array(order["step"], pa.int64()),
+        "epoch": pa.array(order["epoch"], pa.int64()),
+        "document": pa.array(order["document"], pa.int64()),
+        "source_id": [source_ids[d] for d in order["document"]],
+    })
+
+
+def write_training_order(out_dir: Path, result: AttributionResult) -> None:
+    """Write ``training_order.parquet`` (see `training_order_table`)."""
+    with atomic_path(out_dir / TRAINING_ORDER) as tmp:
+        pq.write_table(training_order_table(result), tmp)
+
+
 def source_table(table: pa.Table) -> pa.Table:
     """One row per source document: the sums over its chunks (a score is additive over rows).
 
@@ -130,7 +160,7 @@ def build_manifest(result: AttributionResult, config: dict, fingerprints: dict,
                    "max_seq_len": result.corpus.max_seq_len},
         "training": {"steps": result.n_steps, "replayed_steps": result.replayed_steps,
                      "replayed_updates": result.replayed_updates,
-                     "checkpoint_schedule": result.schedule, "kept_states": result.kept_states,
+                     "kept_state_schedule": result.schedule, "kept_states": result.kept_states,
                      "kept_gradients": result.kept_gradients,
                      "peak_memory_bytes": result.peak_memory,
                      "first_loss": result.train_losses[0], "last_loss": result.train_losses[-1]},
@@ -144,7 +174,7 @@ def build_manifest(result: AttributionResult, config: dict, fingerprints: dict,
 def file_digests(out_dir: Path) -> dict[str, str]:
     """sha256 of the run's machine-readable files, so that a reader notices an edited one."""
     digests = {}
-    for name in (SCORES, DOCUMENTS, SOURCES):
+    for name in (SCORES, DOCUMENTS, SOURCES, TRAINING_ORDER):
         if (out_dir / name).is_file():
             digests[name] = file_sha256(out_dir / name)
     return digests

@@ -21,6 +21,7 @@ on a filesystem every rank sees, as for the run's other outputs.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -37,9 +38,11 @@ from .errors import ConfigError
 from .fingerprint import digest, file_sha256
 from .progress import now_iso
 
-FORMAT = 1
+# 2: the groups of `phases.snapshot` (the engine's state_dict); 1 had one layout per phase.
+FORMAT = 2
 HEADER = "checkpoint.json"
 FIX = "rerun with --restart (or delete {directory}) to start over"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ConfigError):
@@ -136,6 +139,7 @@ class CheckpointStore:
                     stale.unlink(missing_ok=True)
         if self.world_size > 1:
             dist.barrier()  # the header exists before any rank reports the checkpoint
+        log.info("checkpoint after %s step %d/%d written to %s", phase, step, total, self.directory)
         return self.directory
 
     # -- loading -----------------------------------------------------------------

@@ -12,7 +12,8 @@ Exactness, per step. Rank ``r`` has ``D_r`` of the batch's ``D`` supervised
 tokens and a local mean loss ``L_r``, with gradient ``g_r``; the batch's
 gradient is ``G = sum_r (D_r / D) g_r``. Averaging gives ``(1/W) sum_r g_r``,
 right only for equal ``D_r``, so the local loss is scaled by the constant
-``s_r = W D_r / D`` (``D`` all-reduced first): ``(1/W) sum_r s_r g_r = G``.
+``s_r = W D_r / D`` (``D`` all-reduced first, see `loss_scale`):
+``(1/W) sum_r s_r g_r = G``.
 
 Its vector-Jacobian product, for the true (sharded) cotangent ``Gbar`` of ``G``:
 DTensor's backward of the avg reduce-scatter gives every rank the whole
@@ -41,14 +42,12 @@ checkpoints) hold each rank's own shards (`local_shard`, read back by
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._bergson import engine
-from .data_parallel import _supervised_tokens
+from . import bergson_api
+from .data_parallel import token_share
 from .errors import ConfigError
 
 
@@ -59,34 +58,24 @@ def is_sharded(model: nn.Module) -> bool:
 
 
 class InMemoryShards:
-    """bergson's shard-reader interface (``local(path, param)``), served from the model itself.
+    """The shard reader `simple_fsdp` asks (``local(path, param)``), served from the model itself.
 
-    `simple_fsdp` asks it for this rank's dim-0 slice of each parameter; the
-    bounds are bergson's `chunk_bounds` (``torch.chunk``, as ``Shard(0)``
-    splits: ceil-sized pieces, trailing ranks possibly empty).
+    It returns this rank's dim-0 slice of each parameter as ``Shard(0)``
+    splits: ``torch.chunk``'s ceil-sized pieces, trailing ranks possibly empty.
     """
 
     def __init__(self, world_size: int, rank: int):
         self.world_size, self.rank = world_size, rank
 
     def local(self, path: str, param: torch.Tensor) -> torch.Tensor:
-        lo, hi = engine().chunk_bounds(param.shape[0], self.world_size, self.rank)
+        pieces = param.detach().chunk(self.world_size)
+        # torch.chunk returns fewer pieces when the trailing ranks' would be empty.
+        piece = pieces[self.rank] if self.rank < len(pieces) else param.detach()[param.shape[0]:]
         # A copy, so the whole tensor can be freed once every slice is taken.
-        return param.detach()[lo:hi].clone()
+        return piece.clone()
 
     def close(self) -> None:
         pass
-
-
-class ScaledLoss:
-    """The model's training loss times a constant each step sets (1 outside steps)."""
-
-    def __init__(self, loss):
-        self.loss = loss
-        self.scale = 1.0
-
-    def __call__(self, *args, **kwargs):
-        return self.loss(*args, **kwargs) * self.scale
 
 
 def check_sharding_launch(device: torch.device) -> None:
@@ -116,8 +105,8 @@ def shard_model(model: nn.Module, device: torch.device) -> None:
     """Shard ``model``'s parameters over the process group, in place.
 
     Call after `share_tied_parameters` (a tied parameter is then one
-    parameter, sharded once) and `install_weighted_loss`. The model may sit
-    on the CPU: only the shards move to ``device``, then its buffers.
+    parameter, sharded once). The model may sit on the CPU: only the shards
+    move to ``device``, then its buffers.
     """
     device = torch.device(device)
     check_can_shard(model, device)
@@ -130,48 +119,24 @@ def shard_model(model: nn.Module, device: torch.device) -> None:
     world_size, rank = dist.get_world_size(), dist.get_rank()
     mesh = init_device_mesh(device.type, (world_size,))
     with mesh:
-        engine().simple_fsdp(model, InMemoryShards(world_size, rank), device)
+        bergson_api.simple_fsdp(model, InMemoryShards(world_size, rank), device)
     for module in model.modules():
         for name, buffer in module._buffers.items():
             if buffer is not None:
                 module._buffers[name] = buffer.to(device)
-    model.loss_function = ScaledLoss(model.loss_function)
 
 
-def token_share(inputs: dict) -> float:
-    """``D_r / D``: this rank's share of the batch's supervised tokens."""
-    counts = torch.tensor([float(_supervised_tokens(inputs))], dtype=torch.float64,
-                          device=inputs["input_ids"].device)
-    total = counts.clone()
+def loss_scale(batch: dict) -> float:
+    """``s_r = W D_r / D``, this rank's factor on its local loss (a collective)."""
+    return dist.get_world_size() * token_share(batch)
+
+
+def sharded_batch_loss(scaled_local_loss: float, batch: dict) -> float:
+    """The batch's loss: the mean of the ranks' scaled local losses."""
+    total = torch.tensor([scaled_local_loss / dist.get_world_size()], dtype=torch.float64,
+                         device=batch["input_ids"].device)
     dist.all_reduce(total)
-    return float(counts / total.clamp_min(1.0))
-
-
-@lru_cache(maxsize=1)
-def sharded_trainer_class():
-    """bergson's `Trainer` on a `shard_model` model, with the token-weighted loss scale above."""
-    base = engine().Trainer
-
-    class ShardedTrainer(base):
-        def step(self, state, inputs, **kwargs):
-            world_size = dist.get_world_size()
-            loss = self.model.loss_function
-            if not isinstance(loss, ScaledLoss):
-                raise RuntimeError("ShardedTrainer needs a model prepared by shard_model")
-            loss.scale = world_size * token_share(inputs)
-            try:
-                # fsdp=True: the gradients arrive reduced (and sharded); bergson must not reduce them.
-                new = super().step(state, inputs, **{**kwargs, "fsdp": True})
-            finally:
-                loss.scale = 1.0
-            # The batch's loss is the mean of the scaled local losses.
-            total = torch.tensor([self._last_loss / world_size], dtype=torch.float64,
-                                 device=inputs["input_ids"].device)
-            dist.all_reduce(total)
-            self._last_loss = float(total)
-            return new
-
-    return ShardedTrainer
+    return float(total)
 
 
 # -- storing sharded states (offloaded kept states, phase checkpoints) ---------------

@@ -111,7 +111,7 @@ def _copy_into(buf: mmap.mmap, at: int, flat: torch.Tensor) -> None:
         # A plain memcpy, not a torch copy: this runs on the store's worker
         # thread, where a torch copy would start a second OpenMP team whose
         # spinning threads take the cores from the training's own team.
-        buf[at: at + flat.numel()] = memoryview(flat.numpy())
+        buf[at: at + flat.numel()] = flat.numpy().data
     else:
         torch.frombuffer(buf, dtype=torch.uint8, count=flat.numel(), offset=at).copy_(flat)
 

@@ -27,6 +27,7 @@ same budgets, so states and gradients together stay within them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -40,9 +41,12 @@ import torch
 from torch.distributed.tensor import DTensor
 from torchopt.pytree import tree_map
 
+from . import state_tensors
 from .memory import available_host_memory
 from .sharding import local_shard
 from .state_files import BufferPool, read_state, write_state
+
+log = logging.getLogger(__name__)
 
 
 def state_bytes(state) -> int:
@@ -89,12 +93,10 @@ class _Kind(NamedTuple):
 
 
 def _kind(name: str) -> _Kind:
-    from .phases import state_from_tensors, state_tensors
-
     if name == "gradient":
         return _Kind(gradient_bytes, _gradient_tensors, _gradient_from_tensors,
                      lambda gradient: gradient.values())
-    return _Kind(state_bytes, state_tensors, state_from_tensors,
+    return _Kind(state_bytes, state_tensors.to_tensors, state_tensors.from_tensors,
                  lambda state: state.differentiable_tensors())
 
 
@@ -107,8 +109,8 @@ def default_budgets(device: torch.device) -> tuple[int, int]:
     A GPU's memory is left to the backward's own working set (the states go
     to host memory instead); host memory may take half of what is available.
     A CPU run keeps up to `CPU_MEMORY_BUDGET` in memory and spills the rest,
-    which kept the backward's peak within 2.5x of training's on the
-    benchmark presets (`benchmarks/attribution.py`); small runs stay in memory.
+    which kept the backward's peak at 1.9x training's on the cpu benchmark
+    preset and 1.3x on cpu-small (`benchmarks/attribution.py`); small runs stay in memory.
     """
     if device.type == "cuda":
         return 0, available_host_memory() // 2
@@ -184,16 +186,17 @@ class StateStore(dict):
         # holding an unbounded number of states in memory.
         self._pending.acquire()
         target = self._path(step) if tier == "disk" else None
+        side = self._side
 
         def copy():
             try:
                 if target is None:
                     return self._to_host(tensors, ready)
-                if ready is None:
+                if side is None or ready is None:
                     write_state(target, tensors, self._pool)
                 else:
-                    with torch.cuda.stream(self._side):
-                        self._side.wait_event(ready)
+                    with torch.cuda.stream(side):
+                        side.wait_event(ready)
                         write_state(target, tensors, self._pool)
                 return target
             finally:
@@ -214,13 +217,17 @@ class StateStore(dict):
             root = self._spill_root or tempfile.gettempdir()
             Path(root).mkdir(parents=True, exist_ok=True)
             self._spill_dir = Path(tempfile.mkdtemp(prefix="magic-states-", dir=root))
+            log.info("kept %ss beyond the memory budgets spill to %s", self.kind, self._spill_dir)
         return self._spill_dir / f"{self.kind}-{step:07d}.safetensors"
 
     # -- reading -----------------------------------------------------------------
-    def prefetch(self, entry) -> None:
-        """Start bringing an offloaded entry back to the device."""
-        if isinstance(entry, Offloaded) and entry._loaded is None:
+    def prefetch(self, entry) -> Future | None:
+        """Start bringing an offloaded entry back to the device (its future)."""
+        if not isinstance(entry, Offloaded):
+            return None
+        if entry._loaded is None:
             entry._loaded = self._worker.submit(self._load, entry)
+        return entry._loaded
 
     def _load(self, entry: Offloaded):
         stored = entry._future.result()
@@ -241,10 +248,10 @@ class StateStore(dict):
 
     def materialize(self, entry):
         """The state (or gradient) an entry holds, on the run's device."""
-        if not isinstance(entry, Offloaded):
+        loaded = self.prefetch(entry)
+        if loaded is None:
             return entry
-        self.prefetch(entry)
-        state = entry._loaded.result()
+        state = loaded.result()
         if self._side is not None:
             # Loaded on the side stream: tell the allocator the main stream uses it now.
             for t in self._kind.device_tensors(state):
