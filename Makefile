@@ -7,7 +7,7 @@ PACKAGES := packages/magic-datasets packages/magic-core packages/magic-unlearn p
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test test-fast torch-matrix lint bench bench-unlearn clean
+.PHONY: setup demo test test-fast torch-matrix lint docs bench bench-unlearn clean
 
 setup: $(STAMP)
 
@@ -33,8 +33,18 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -n auto -m "not slow"
 
+# ruff, then mypy over every package's src (configured in pyproject.toml). Both
+# always run, so one pass prints every problem as FILE:LINE; either failing fails.
 lint: setup
-	$(VENV)/bin/ruff check packages tools benchmarks examples
+	@status=0; \
+	$(VENV)/bin/ruff check packages tools benchmarks examples || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	exit $$status
+
+# The job-file reference in docs/ (configuration.md, unlearning.md, cluster.md),
+# regenerated from the config dataclasses' field docstrings; a test fails when stale.
+docs: setup
+	$(PY) -m magic_driver.config_reference --write
 
 bench: setup
 	$(PY) benchmarks/attribution.py

@@ -36,7 +36,10 @@ def slurm(tmp_path_factory):
             cluster.start()
         except module.SlurmUnavailable as exc:
             cluster.stop()
-            pytest.fail(f"no Slurm cluster can run on this machine: {exc}", pytrace=False)
+            pytest.skip(f"no Slurm cluster can run on this machine: {exc}")
+        except module.SlurmFailed as exc:
+            cluster.stop()
+            pytest.fail(f"the test Slurm cluster did not start: {exc}", pytrace=False)
         try:
             yield cluster
         finally:

@@ -1,7 +1,9 @@
 """A real one-node Slurm cluster in a temporary folder, for tests (needs root).
 
 Debian's slurmctld, slurmd and munge are installed with apt-get when
-missing. Everything the daemons write (config, key, socket, state, logs, pid
+missing. Where that cannot happen (not root, no apt-get, no package
+mirror) `SlurmUnavailable` says why and the tests skip; a cluster that
+has what it needs and still does not start raises `SlurmFailed`. Everything the daemons write (config, key, socket, state, logs, pid
 files) lives in the folder; nothing under /etc is touched, and `stop` ends
 exactly the daemons `start` started, by their pids.
 """
@@ -21,7 +23,11 @@ FINISHED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 
 
 class SlurmUnavailable(RuntimeError):
-    """Why no cluster can run here (the tests fail with this message)."""
+    """Why no cluster can run on this machine at all (the tests skip with this message)."""
+
+
+class SlurmFailed(RuntimeError):
+    """The daemons were there and did not come up: a failure to look into."""
 
 
 def _free_port() -> int:
@@ -31,11 +37,12 @@ def _free_port() -> int:
 
 
 def install_if_missing() -> None:
+    """Install the daemons with apt-get if needed; `SlurmUnavailable` if that cannot be."""
+    # The daemons run as root (SlurmUser=root), so without root nothing can start.
+    if os.geteuid() != 0:
+        raise SlurmUnavailable("the test cluster's daemons run as root; run these tests as root")
     if all(shutil.which(tool) for tool in ("slurmctld", "slurmd", "munged", "sbatch")):
         return
-    if os.geteuid() != 0:
-        raise SlurmUnavailable("slurmctld/slurmd/munge are not installed and installing them "
-                               "with apt-get needs root")
     if shutil.which("apt-get") is None:
         raise SlurmUnavailable("slurmctld/slurmd/munge are not installed and there is no apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -121,7 +128,7 @@ class LocalSlurm:
         """Start a forking daemon and record the pid from its pid file."""
         proc = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60)
         if proc.returncode != 0:
-            raise SlurmUnavailable(f"{name} did not start: {(proc.stderr or proc.stdout).strip()}")
+            raise SlurmFailed(f"{name} did not start: {(proc.stderr or proc.stdout).strip()}")
         pid_file = self.folder / f"{name}.pid"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -129,7 +136,7 @@ class LocalSlurm:
                 self.pids[name] = int(pid_file.read_text())
                 return
             time.sleep(0.1)
-        raise SlurmUnavailable(f"{name} wrote no pid file {pid_file}; log:\n{self.log(name)}")
+        raise SlurmFailed(f"{name} wrote no pid file {pid_file}; log:\n{self.log(name)}")
 
     def log(self, name: str) -> str:
         path = self.folder / f"{name}.log"
@@ -147,7 +154,7 @@ class LocalSlurm:
             if proc.stdout.strip() == "idle":
                 return self
             time.sleep(0.5)
-        raise SlurmUnavailable(f"the node never became idle; slurmctld log:\n{self.log('slurmctld')}"
+        raise SlurmFailed(f"the node never became idle; slurmctld log:\n{self.log('slurmctld')}"
                                f"\nslurmd log:\n{self.log('slurmd')}")
 
     def run(self, command: list[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:

@@ -1,6 +1,7 @@
 """`magic datasets list / show`, and a third-party plugin installed with pip."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,35 +89,35 @@ def _tiny_model(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_pip_installed_plugin_is_discovered_and_attributed(tmp_path):
+    # Into a folder of its own on PYTHONPATH, never the shared environment: other test
+    # processes (xdist workers) import from that one while this test runs.
+    site = tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "install", "-q", "--no-deps", "--no-build-isolation", str(EXAMPLE)],
-                   check=True, capture_output=True, timeout=300)
-    try:
-        listed = _magic("datasets", "list")
-        assert listed.returncode == 0, listed.stderr
-        rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()}
-        assert rows["example-kitchen-notes"][1] == "training-corpus"
-        assert rows["example-kitchen-queries"][1] == "lm"
-        assert rows["example-kitchen-notes"][-1] == rows["example-kitchen-queries"][-1] \
-            == "magic-datasets-example"
+    subprocess.run([*pip, "install", "-q", "--no-deps", "--no-build-isolation", "--target",
+                    str(site), str(EXAMPLE)], check=True, capture_output=True, timeout=300)
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "MAGIC_CACHE": str(tmp_path / "cache")}
+    listed = _magic("datasets", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines()}
+    assert rows["example-kitchen-notes"][1] == "training-corpus"
+    assert rows["example-kitchen-queries"][1] == "lm"
+    assert rows["example-kitchen-notes"][-1] == rows["example-kitchen-queries"][-1] \
+        == "magic-datasets-example"
 
-        model = _tiny_model(tmp_path)
-        job = tmp_path / "job.yaml"
-        job.write_text(textwrap.dedent(f"""\
-            model: {{path: {model}}}
-            data: {{dataset: example-kitchen-notes, options: {{n: 8}}, long_documents: chunk}}
-            query: {{objective: lm, dataset: example-kitchen-queries, limit: 2}}
-            train: {{optimizer: sgd, lr: 0.1, batch_size: 4, max_seq_len: 8}}
-            device: cpu
-            """))
-        out = tmp_path / "run"
-        env = {**__import__("os").environ, "MAGIC_CACHE": str(tmp_path / "cache")}
-        run = _magic("attribute", str(job), "--out", str(out), "--quiet", env=env)
-        assert run.returncode == 0, run.stderr[-2000:]
-        manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["fingerprints"]["documents"] == 8
-        assert manifest["fingerprints"]["token_rows"] > 8  # notes longer than 8 tokens were chunked
-        assert list((tmp_path / "cache" / "tokenized").iterdir())
-    finally:
-        subprocess.run([*pip, "uninstall", "-y", "-q", "magic-datasets-example"],
-                       capture_output=True, timeout=300)
+    model = _tiny_model(tmp_path)
+    job = tmp_path / "job.yaml"
+    job.write_text(textwrap.dedent(f"""\
+        model: {{path: {model}}}
+        data: {{dataset: example-kitchen-notes, options: {{n: 8}}, long_documents: chunk}}
+        query: {{objective: lm, dataset: example-kitchen-queries, limit: 2}}
+        train: {{optimizer: sgd, lr: 0.1, batch_size: 4, max_seq_len: 8}}
+        device: cpu
+        """))
+    out = tmp_path / "run"
+    run = _magic("attribute", str(job), "--out", str(out), "--quiet", env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["fingerprints"]["documents"] == 8
+    assert manifest["fingerprints"]["token_rows"] > 8  # notes longer than 8 tokens were chunked
+    assert list((tmp_path / "cache" / "tokenized").iterdir())

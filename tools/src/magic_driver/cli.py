@@ -15,6 +15,8 @@ from magic_datasets import DatasetError
 from magic_unlearn import UnlearnError
 
 from .exit_codes import EXIT_PREEMPTED
+from .log_setup import DEFAULT_LEVEL, LEVELS, level_from_flags
+from .log_setup import configure as configure_logging
 
 # Light modules only: every command, `--help` and shell completion start here,
 # and none of them may pay for importing torch (commands import what they run).
@@ -73,7 +75,7 @@ def _one_line(exc: click.ClickException) -> UsageMistake:
 
 def file_system_problem(exc: OSError) -> str | None:
     """One line for a file system refusal on a named path; None for any other OSError."""
-    fix = FILE_SYSTEM_FIXES.get(exc.errno)
+    fix = FILE_SYSTEM_FIXES.get(exc.errno) if exc.errno is not None else None
     if fix is None or exc.filename is None:
         return None
     return f"{exc.filename}: {exc.strerror}; {fix}"
@@ -137,17 +139,25 @@ def _module_exists(module: str) -> bool:
 
 @click.group(cls=MagicGroup)
 @click.version_option(package_name="magic-driver")
-def main():
+@click.option("-v", "--verbose", count=True,
+              help="Log more: -v shows what a run decided (INFO: schedule, memory tiers, spill "
+              "directory, world size), -vv everything (DEBUG).")
+@click.option("--log-level", type=click.Choice(LEVELS, case_sensitive=False),
+              envvar="MAGIC_LOG_LEVEL", show_envvar=True, default=None,
+              help=f"Level of the log on stderr (default {DEFAULT_LEVEL}); overrides -v.")
+def main(verbose: int, log_level: str | None):
     """Exact data attribution (MAGIC) and attribution-weighted unlearning.
 
     \b
     Quick start:
       magic demo --out runs/demo          # the whole pipeline on the built-in world
       magic attribute job.yaml            # a configured attribution run
+      magic -v attribute job.yaml         # the same, logging the resolved plan
       magic datasets list                 # what data is installed
       magic submit preset:attr-wikitext --cluster NAME   # a Slurm job (see magic presets list)
       magic status runs/attr-wikitext     # where a run is
     """
+    configure_logging(level_from_flags(log_level, verbose))
 
 
 @main.command()

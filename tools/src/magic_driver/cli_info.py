@@ -178,5 +178,7 @@ def completion(shell: str):
     from click.shell_completion import get_completion_class
 
     root = click.get_current_context().find_root()
-    source = get_completion_class(shell)(root.command, {}, "magic", "_MAGIC_COMPLETE").source()
+    completion = get_completion_class(shell)
+    assert completion is not None  # shell is one of click's, by the option's choices
+    source = completion(root.command, {}, "magic", "_MAGIC_COMPLETE").source()
     click.echo(source)

@@ -43,17 +43,27 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 @dataclass(frozen=True)
 class ClusterProfile:
+    """What a job script needs on one cluster and not in any job file."""
+
     description: str = ""
-    partition: str | None = None  # default of jobs whose slurm.partition is unset
-    account: str | None = None  # default of jobs whose slurm.account is unset
-    # Resolved when loading: the activation of the environment `magic` runs from
-    # goes first in `setup` (and this becomes false), so a profile shown by
-    # `magic clusters show` renders the same script when saved as a file.
+    """One line for `magic clusters list`."""
+    partition: str | None = None
+    """The partition of jobs whose ``slurm.partition`` is null; null: the cluster's default."""
+    account: str | None = None
+    """The account of jobs whose ``slurm.account`` is null; null: the cluster's default."""
+    # Resolved when loading, so a profile shown by `magic clusters show` renders the
+    # same script when saved as a file.
     activate_env: bool = False
+    """true: the job first activates the Python environment `magic submit` runs from
+    (loading puts that line first in ``setup`` and sets this to false)."""
     setup: list[str] = field(default_factory=list)
+    """Shell lines run before the job, e.g. ``module load cuda/12.6``."""
     sbatch: list[str] = field(default_factory=list)
+    """Extra ``#SBATCH`` options of every job, e.g. ``["--constraint=gh200"]``."""
     srun: list[str] = field(default_factory=list)
-    magic: str = "magic"  # the driver command on the compute nodes (after setup)
+    """Extra srun options, e.g. ``["--cpu-bind=none"]``."""
+    magic: str = "magic"
+    """The driver command on the compute nodes (after ``setup``)."""
 
 
 def profile_dir() -> Path:

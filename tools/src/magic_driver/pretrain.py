@@ -51,7 +51,8 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 def build_model(tokenizer, settings: PretrainSettings) -> GPTNeoXForCausalLM:
     torch.manual_seed(settings.seed)
-    return GPTNeoXForCausalLM(GPTNeoXConfig(
+    # attn_implementation is a keyword of every config at run time, not in the typed signature.
+    return GPTNeoXForCausalLM(GPTNeoXConfig(  # type: ignore[call-arg]
         vocab_size=len(tokenizer), hidden_size=settings.width,
         num_hidden_layers=settings.layers, num_attention_heads=settings.heads,
         intermediate_size=4 * settings.width, max_position_embeddings=MAX_POSITIONS,
@@ -95,7 +96,8 @@ def pretrain(dataset: str, options: dict, out: Path, settings: PretrainSettings 
         raise ConfigError(f"dataset {dataset!r} has no column {text_column!r} (it has "
                           f"{rows.column_names}); pass --text-column")
     tokenizer = train_tokenizer(list(rows[text_column]), settings.vocab_size)
-    model = build_model(tokenizer, settings).to(device)
+    # transformers wraps PreTrainedModel.to in a decorator whose type hides the method's.
+    model = build_model(tokenizer, settings).to(device)  # type: ignore[arg-type]
     # Documents longer than seq_len are trained on whole, piece by piece.
     pieces = md.tokenize(rows, tokenizer, settings.seq_len, mode="chunk", text_column=text_column,
                          cache=False)

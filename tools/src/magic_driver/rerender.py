@@ -40,6 +40,7 @@ def _json(path: Path) -> dict:
 
 def rerender_attribution(run_dir: Path) -> list[Path]:
     run = read_run(run_dir)  # checked whole before anything is rewritten
+    assert run.per_example is not None  # read_run loads the scores
     write_report(run_dir, run.documents(), run.per_example, run.per_token, run.manifest)
     written = [SUMMARY, HISTOGRAM] + ([HEATMAP] if run.per_token is not None else [])
     return [run_dir / name for name in written]
@@ -58,6 +59,7 @@ def _exclusive(run_dir: Path) -> Iterator[None]:
 
 def rerender_table(run_dir: Path) -> list[Path]:
     sweep = _json(run_dir / "sweep.json") if (run_dir / "sweep.json").is_file() else None
+    targets: list[tuple[Path, list[str] | None]]
     if sweep is None:
         targets = [(run_dir, None)]
     else:
@@ -117,7 +119,7 @@ def _render_tree(folder: Path, depth: int, skipped: list[str], top: bool = True)
     # A run's or a sweep's files cover what is inside it; the points of an array
     # sweep may be running in other tasks, so they are left alone.
     if any((folder / name).is_file() for name in (MANIFEST, RESULT, SWEEP)):
-        return written
+        return written or []
     if written is None and _is_run(folder):
         if top:
             raise ConfigError(f"{folder} is not finished: nothing to render yet; see "

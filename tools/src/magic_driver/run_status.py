@@ -31,9 +31,11 @@ from .run_files import (
 from .slurm_queries import job_state
 
 # The progress.json contract (magic_core.progress): key -> accepted types.
-_CONTRACT = {"status": str, "phase": (str, type(None)), "step": int, "total": int,
-             "phases_done": list, "last_checkpoint": (dict, type(None)), "updated": str,
-             "host": str, "pid": int, "slurm_job_id": (str, type(None))}
+_CONTRACT: dict[str, type | tuple[type, ...]] = {
+    "status": str, "phase": (str, type(None)), "step": int, "total": int, "phases_done": list,
+    "last_checkpoint": (dict, type(None)), "updated": str, "host": str, "pid": int,
+    "slurm_job_id": (str, type(None)),
+}
 _ATTRIBUTION_PHASES = {"train", "query", "backward"}
 _UNLEARNING_PHASES = {"unlearn", "relearn", "evaluate"}
 # demo root -> demo/unlearn/runs/<run>: three levels below the directory asked about.

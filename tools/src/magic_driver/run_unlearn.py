@@ -61,8 +61,8 @@ def check_readable(job: UnlearnJob, data: mu.UnlearnData, sets: mu.EvalSets, tok
     fix = pretrain_suggestion(job.forget.dataset, job.forget.options)
     parts = [(f"forget corpus {job.forget.dataset!r}", data.forget.input_ids),
              (f"retain corpus {job.retain.dataset!r}", data.retain.input_ids)]
-    for section, rows in ((job.eval.hazard, sets.hazard), (job.eval.general, sets.general)):
-        prompts = [md.format_prompt(r["question"], r["choices"]) for r in rows]
+    for section, questions in ((job.eval.hazard, sets.hazard), (job.eval.general, sets.general)):
+        prompts = [md.format_prompt(r["question"], r["choices"]) for r in questions]
         parts.append((f"eval questions {section.dataset!r}", text_rows(prompts, tokenizer)))
     for what, rows in parts:
         check_token_coverage(what, rows, tokenizer, job.model.path, fix)

@@ -26,8 +26,8 @@ def job_state(job_id: str) -> str | None:
     """
     queued = _run(["squeue", "-h", "-j", job_id, "-o", "%T %r"])
     if queued:
-        states = sorted({line.strip() for line in queued.splitlines()})  # array tasks
-        return ", ".join(_with_reason(s) for s in states)
+        tasks = sorted({line.strip() for line in queued.splitlines()})  # array tasks
+        return ", ".join(_with_reason(s) for s in tasks)
     accounted = _run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"])
     if accounted:
         return ", ".join(sorted(set(accounted.split())))

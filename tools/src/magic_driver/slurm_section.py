@@ -38,20 +38,37 @@ def time_limit_seconds(text: str) -> int:
 
 @dataclass(frozen=True)
 class SlurmSection:
+    """What `magic submit` asks the scheduler for; every other command ignores it.
+    Cluster-wide settings live in the cluster profile."""
+
     nodes: int = 1
-    tasks_per_node: int = 1  # ranks per node: one per GPU
+    """Nodes, at least 1."""
+    tasks_per_node: int = 1
+    """Ranks per node, one per GPU (at least 1; unlearning jobs run one)."""
     gpus_per_node: int = 0
-    cpus_per_task: int | None = None  # None: the partition's default
-    mem: str | None = None  # per node, e.g. "200G"; None: the partition's default
+    """GPUs per node (``--gpus-per-node``); 0 asks for none."""
+    cpus_per_task: int | None = None
+    """CPU cores per rank; null: the partition's default."""
+    mem: str | None = None
+    """Memory per node, e.g. ``200G`` or ``512000M``; null: the partition's default."""
     time: str = "01:00:00"
-    partition: str | None = None  # None: the cluster profile's
-    account: str | None = None  # None: the cluster profile's
-    job_name: str | None = None  # None: magic-<kind>-<run dir name>
-    # SIGUSR1 this long before the time limit: the run checkpoints, exits 75
-    # and the job script requeues it. Longer than one training or backward step.
+    """The time limit, in a form Slurm reads: ``90`` (minutes), ``M:S``, ``H:M:S``,
+    ``D-H``, ``D-H:M`` or ``D-H:M:S``."""
+    partition: str | None = None
+    """null: the cluster profile's."""
+    account: str | None = None
+    """null: the cluster profile's."""
+    job_name: str | None = None
+    """null: ``magic-<kind>-<run dir name>``."""
+    # Longer than one training or backward step, so the run reaches a step's end in time.
     checkpoint_before_end: int = 300
+    """Seconds of SIGUSR1 warning before the time limit (1 to 65535, less than the
+    limit): the run checkpoints, exits 75 and the job script requeues it."""
     requeue: bool = True
-    sbatch: list[str] = field(default_factory=list)  # more options, e.g. ["--constraint=gh200"]
+    """true: ``--requeue``, the SIGUSR1 warning and a requeue when the run exits 75;
+    false: none of them (resubmit to resume a stopped run)."""
+    sbatch: list[str] = field(default_factory=list)
+    """More sbatch options, each a long option, e.g. ``["--constraint=gh200", "--exclusive"]``."""
 
     def __post_init__(self):
         for name in ("nodes", "tasks_per_node"):

@@ -149,6 +149,7 @@ def submit(prepared: Prepared, wait: bool = False) -> Submitted:
     except OSError as exc:
         staged.undo()
         raise SubmitError(f"cannot run {sbatch}: {exc}") from None
+    assert proc.stdout is not None and proc.stderr is not None  # both are pipes
     # --parsable prints "JOBID[;CLUSTER]" at once; with --wait sbatch then blocks until the end.
     first = proc.stdout.readline().strip()
     job_id = first.split(";")[0]

@@ -21,19 +21,29 @@ from .jobs import (
 )
 from .slurm_section import SlurmSection
 
-DEFAULT_MAX_SEQ_LEN = 128
+DEFAULT_MAX_SEQ_LEN = 128  # UnlearnJob.max_seq_len's docstring names it
 
 
 @dataclass(frozen=True)
 class ScoresSection:
-    forget: str | None = None  # run dir of forget-query per-token scores of the forget corpus
-    retain: str | None = None  # run dir of retain-query scores of the same corpus (selective)
+    """Attribution scores of the forget corpus, from earlier `magic attribute` runs."""
+
+    forget: str | None = None
+    """Run directory of `magic attribute` on the forget corpus with the hazard query
+    (per-token); needed by ``attribution-weighted``."""
+    retain: str | None = None
+    """Run directory of scores of the same corpus for a retain query; needed by
+    ``selection: selective``."""
 
 
 @dataclass(frozen=True)
 class RecipeSection:
+    """How the forget and retain corpora make the unlearning loss."""
+
     name: str = "attribution-weighted"
+    """A recipe from `magic recipes list`."""
     options: dict[str, Any] = field(default_factory=dict)
+    """The recipe's options (`magic recipes show NAME`)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,10 @@ class OptimSection(OptimConfig):
     """`OptimConfig` plus a preset that sets optimizer and batch_size to one of the seed's jobs."""
 
     steps: int = setting(40, ge=1)
+    """Optimizer steps."""
     preset: Literal["seed-bs4-adam", "seed-bs16-adam", "seed-bs16-adamw"] | None = None
+    """Sets optimizer and batch_size to one of the seed pipeline's jobs: ``seed-bs4-adam``,
+    ``seed-bs16-adam``, ``seed-bs16-adamw``."""
 
     def resolve(self) -> OptimConfig:
         plain = OptimConfig(**{f.name: getattr(self, f.name) for f in fields(OptimConfig)})
@@ -50,40 +63,72 @@ class OptimSection(OptimConfig):
 
 @dataclass(frozen=True)
 class QuestionsSection:
+    """A multiple-choice question set."""
+
     dataset: str
+    """A multiple-choice set from `magic datasets list`."""
     options: dict[str, Any] = field(default_factory=dict)
+    """Its loader's options."""
     limit: int | None = setting(None, ge=1, hint="leave it out for every question")
+    """Use the first N questions; null: all."""
 
 
 @dataclass(frozen=True)
 class EvalSection:
-    hazard: QuestionsSection = QuestionsSection("world-hazard-mcqa")  # WMDP-bio-robust role
-    general: QuestionsSection = QuestionsSection("world-general-mcqa")  # MMLU role
+    """The multiple-choice sets scored before, after, and after relearning."""
+
+    hazard: QuestionsSection = QuestionsSection("world-hazard-mcqa")
+    """The WMDP-bio-robust role: accuracy to bring to chance."""
+    general: QuestionsSection = QuestionsSection("world-general-mcqa")
+    """The MMLU role: accuracy to keep."""
 
 
 @dataclass(frozen=True)
 class UnlearnOutput:
+    """Where the run is written."""
+
     dir: str = "runs/unlearn"
+    """The output directory (``--out`` overrides it)."""
     save_model: bool = True
+    """Write the unlearned model to ``OUT/model`` (``save_pretrained``)."""
 
 
 @dataclass(frozen=True)
 class UnlearnJob:
+    """An unlearning job file (`magic unlearn`)."""
+
     kind: Literal["unlearn"] = "unlearn"
+    """Tells `magic submit` (and a reader) which command runs the file; a mismatch is
+    refused."""
     model: ModelSection = field(default_factory=ModelSection)
+    """The model the forget corpus is unlearned from."""
     forget: DataSection = DataSection("world-forget-corpus")
+    """The corpus to unlearn (keys of an attribution job's ``data:``)."""
     retain: DataSection = DataSection("world-retain-corpus")
+    """Text whose behaviour is kept (the retain terms of a recipe)."""
     scores: ScoresSection = field(default_factory=ScoresSection)
+    """Attribution scores of the forget corpus, from earlier `magic attribute` runs."""
     recipe: RecipeSection = field(default_factory=RecipeSection)
+    """How the forget and retain corpora make the unlearning loss."""
     optim: OptimSection = field(default_factory=OptimSection)
+    """The unlearning run's optimizer (plain ``torch.optim``) and its steps."""
     eval: EvalSection = field(default_factory=EvalSection)
+    """Multiple-choice sets scored before, after, and after relearning: ``hazard`` (the
+    WMDP-bio-robust role, accuracy to bring to chance) and ``general`` (the MMLU role,
+    accuracy to keep)."""
     relearn: RelearnConfig = field(default_factory=RelearnConfig)
+    """The relearning attack: fine-tune the unlearned model on a few forget documents,
+    then evaluate again (tamper resistance)."""
     output: UnlearnOutput = field(default_factory=UnlearnOutput)
-    # Used only without scores (with them, the scores run's length); at most the model's
-    # positions. None: DEFAULT_MAX_SEQ_LEN, or the model's positions where it has fewer.
+    """Where the run is written."""
     max_seq_len: int | None = setting(None, ge=1)
+    """Tokens per row, at most the model's positions. Used only without scores (with them,
+    the scores run's length); null: 128, or the model's positions where it has fewer."""
     device: str = device_setting()
-    slurm: SlurmSection = field(default_factory=SlurmSection)  # used by `magic submit` only
+    """``auto`` (a GPU when one is visible, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or
+    ``mps``."""
+    slurm: SlurmSection = field(default_factory=SlurmSection)
+    """Resources `magic submit` asks for; other commands ignore it."""
 
 
 def build_job(data: dict, overrides: tuple[str, ...] = ()) -> UnlearnJob:

@@ -79,7 +79,8 @@ def world_base_model(world: WorldConfig = WorldConfig(), model: BaseModelConfig 
            f"about {BUILD_MINUTES_2_CORES} minutes on 2 CPU cores, longer on a busy machine")
     torch.manual_seed(train.seed)
     tokenizer = build_tokenizer(World(world))
-    net = GPTNeoXForCausalLM(GPTNeoXConfig(
+    # attn_implementation is a keyword of every config at run time, not in the typed signature.
+    net = GPTNeoXForCausalLM(GPTNeoXConfig(  # type: ignore[call-arg]
         vocab_size=len(tokenizer), tie_word_embeddings=False, attn_implementation="eager",
         attention_dropout=0.0, hidden_dropout=0.0, bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **asdict(model),

@@ -35,11 +35,12 @@ def exact_attention(module: nn.Module, query, key, value, attention_mask, scalin
 
 def use_exact_attention(model: nn.Module) -> None:
     """Switch a transformers model to `exact_attention` (other modules are left as they are)."""
-    if not hasattr(model, "set_attn_implementation"):
+    switch = getattr(model, "set_attn_implementation", None)
+    if switch is None:
         return
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
     AttentionInterface.register(NAME, exact_attention)
     AttentionMaskInterface.register(NAME, eager_mask)
-    model.set_attn_implementation(NAME)
+    switch(NAME)

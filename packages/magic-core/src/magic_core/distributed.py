@@ -61,7 +61,8 @@ def first_host(nodelist: str) -> str:
     Only the first entry is expanded (one bracket group; zero padding kept),
     which is all a rendezvous address needs.
     """
-    entry = re.match(r"[^,\[]*(\[[^\]]*\])?[^,]*", nodelist.strip()).group(0)
+    match = re.match(r"[^,\[]*(\[[^\]]*\])?[^,]*", nodelist.strip())
+    entry = match.group(0) if match else ""
     bracket = re.search(r"\[([^\]]*)\]", entry)
     if not entry or entry.startswith("["):
         raise ConfigError(f"cannot read a host name from SLURM_JOB_NODELIST={nodelist!r}")

@@ -104,6 +104,7 @@ class PhasePeaks:
 
             peak = torch.cuda.max_memory_allocated(self.device)
         else:
+            assert self._sampler is not None, "stop() before start()"
             peak = self._sampler.peak()
         self.peaks[phase] = max(self.peaks.get(phase, 0), peak)
 

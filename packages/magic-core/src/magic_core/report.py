@@ -63,7 +63,7 @@ def write_histogram(path: Path, scores: torch.Tensor, groups: dict[str, list[boo
     values = scores.double().cpu().numpy()
     fig, ax = plt.subplots(figsize=(7, 4))
     # Shared edges, so the groups' bars are comparable.
-    bins = np.histogram_bin_edges(values, bins=max(10, int(math.sqrt(len(values))) * 2))
+    bins = np.histogram_bin_edges(values, bins=max(10, int(math.sqrt(len(values))) * 2)).tolist()
     if groups:
         for label, mask in groups.items():
             ax.hist(values[mask], bins=bins, alpha=0.6, label=label)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # status reads manifests without paying for torch
 # Known manifest keys -> accepted types, checked when present. A key written by
 # every version a reader needs is listed in `read_run`'s ``need``.
 _NUMBER = (int, float)
-_TYPES = {
+_TYPES: dict[str, type | tuple[type, ...]] = {
     "format": int, "config": dict, "fingerprints": dict, "query": dict, "shapes": dict,
     "corpus": dict, "training": dict, "timings": dict, "scores_dtype": str, DIGESTS: dict,
     "fingerprints.dataset": str, "fingerprints.tokenizer": str, "fingerprints.documents": int,
@@ -217,8 +217,8 @@ def read_run(run_dir: str | Path, *, need: tuple[str, ...] = (), documents: bool
     _verify_digest(run_dir, SCORES, data, digests)
     if documents:
         _verify_digest(run_dir, DOCUMENTS, (run_dir / DOCUMENTS).read_bytes(), digests)
-    from safetensors.torch import load
+    from safetensors.torch import load as load_tensors
 
-    tensors = load(data)
+    tensors = load_tensors(data)
     run.per_example, run.per_token = tensors["per_example"], tensors.get("per_token")
     return run

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from magic_core import LanguageModelObjective
@@ -11,8 +13,9 @@ from magic_core.evaluation import multiple_choice_accuracy
 
 @dataclass
 class EvalSets:
-    hazard: object  # multiple-choice rows (WMDP-like): accuracy to bring to chance
-    general: object  # multiple-choice rows (MMLU-like): accuracy to keep
+    # Multiple-choice rows (question, choices, answer), e.g. a datasets.Dataset.
+    hazard: Sequence[Mapping[str, Any]]  # WMDP-like: accuracy to bring to chance
+    general: Sequence[Mapping[str, Any]]  # MMLU-like: accuracy to keep
     forget_texts: list[str]
     retain_texts: list[str]
 

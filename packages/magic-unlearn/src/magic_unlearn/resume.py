@@ -26,7 +26,8 @@ PHASES = ("unlearn", "evaluate", "relearn")
 
 def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """torch.optim state as flat tensors (``"{param}.{key}"``) plus the JSON-able rest."""
-    tensors, other = {}, {}
+    tensors: dict[str, torch.Tensor] = {}
+    other: dict[str, dict] = {}
     for index, entries in state_dict["state"].items():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
@@ -87,20 +88,24 @@ class RecipePhases:
 
     def __init__(self, control: RunControl | None, fingerprint: dict, device):
         self.control = control
-        self.checkpoint = None
+        self.checkpoint: Checkpoint | None = None
         if control is not None:
             control.store.fingerprint.update(fingerprint)
             self.checkpoint = control.resume(device, PHASES)
 
-    def _resumes(self, phase: str) -> bool:
-        return self.checkpoint is not None and self.checkpoint.phase == phase
+    def _resumed(self, phase: str) -> Checkpoint | None:
+        """The checkpoint to resume ``phase`` from; None when the run is elsewhere or new."""
+        if self.checkpoint is not None and self.checkpoint.phase == phase:
+            return self.checkpoint
+        return None
 
     def begin(self, phase: str, total: int, step: int = 0) -> None:
         if self.control is not None:
             self.control.begin(phase, total, step)
 
     def _hook(self, phase: str, total: int, extra: Callable[[], Snapshot] | None = None):
-        if self.control is None:
+        control = self.control
+        if control is None:
             return None
 
         def on_step(done: int, loop_state: Callable[[], LoopState]) -> None:
@@ -111,24 +116,26 @@ class RecipePhases:
                     snap.shared.update(more.shared)
                     snap.meta.update(more.meta)
                 return snap
-            self.control.after_step(phase, done, total, snapshot)
+            control.after_step(phase, done, total, snapshot)
         return on_step
 
     def unlearn(self, model, steps: int, train: Callable[..., dict]) -> dict:
         """Run (or resume, or skip when relearning was reached) ``train(on_step=, resume=)``."""
-        if self._resumes("relearn"):
+        if (reached := self._resumed("relearn")) is not None:
             with torch.no_grad():
-                saved = self.checkpoint.shared["unlearned"]
+                saved = reached.shared["unlearned"]
                 for name, p in model.named_parameters():
                     p.copy_(saved[name])
-            return self.checkpoint.meta["unlearn_log"]
-        resume = _loop_from(self.checkpoint) if self._resumes("unlearn") else None
+            return reached.meta["unlearn_log"]
+        checkpoint = self._resumed("unlearn")
+        resume = _loop_from(checkpoint) if checkpoint is not None else None
         self.begin("unlearn", steps, resume.step if resume else 0)
         return train(on_step=self._hook("unlearn", steps), resume=resume)
 
     def relearn(self, model, log: dict, steps: int, attack: Callable[..., tuple]) -> tuple:
         """Run (or resume) ``attack(on_step=, resume=)`` on a copy of the unlearned ``model``."""
-        resume = _loop_from(self.checkpoint) if self._resumes("relearn") else None
+        checkpoint = self._resumed("relearn")
+        resume = _loop_from(checkpoint) if checkpoint is not None else None
         self.begin("relearn", steps, resume.step if resume else 0)
 
         def unlearned() -> Snapshot:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import partial, reduce
 
 import torch
 import torch.nn.functional as F
@@ -87,13 +88,14 @@ def train_weighted(model, parts: list[WeightedRows], optim: OptimConfig, *,
         gen.set_state(resume.generator)
         losses, start = list(resume.losses), resume.step
     for step in range(start, optim.steps):
-        loss = 0.0
+        terms = []
         for part, (ids, real, weights) in zip(parts, tensors):
             pick = torch.randint(len(ids), (min(optim.batch_size, len(ids)),), generator=gen).to(device)
             if part.loss == "kl":
-                loss = loss + weighted_kl(model, reference, ids[pick], real[pick], weights[pick])
+                terms.append(weighted_kl(model, reference, ids[pick], real[pick], weights[pick]))
             else:
-                loss = loss + weighted_loss(model, ids[pick], real[pick], weights[pick])
+                terms.append(weighted_loss(model, ids[pick], real[pick], weights[pick]))
+        loss = reduce(operator.add, terms)
         opt.zero_grad()
         loss.backward()
         if optim.max_grad_norm is not None:

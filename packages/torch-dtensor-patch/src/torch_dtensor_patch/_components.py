@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from typing import Any
 
 COMPONENTS = ("redistribute", "to_local", "from_local")
 
@@ -37,7 +38,7 @@ class DTensorUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Target:
     component: str
-    owner: type  # the autograd.Function subclass whose backward is replaced
+    owner: type[Any]  # the autograd.Function subclass whose backward is replaced
     module: object
 
 

@@ -5,10 +5,11 @@ exists, and importing torch eagerly at interpreter start-up would cost every
 Python process (including ones that never touch torch) a second or more.
 """
 
+import importlib.abc
 import sys
 
 
-class _Loader:
+class _Loader(importlib.abc.Loader):
     """Delegates to the real loader, then fires the callback once."""
 
     def __init__(self, inner, callback):

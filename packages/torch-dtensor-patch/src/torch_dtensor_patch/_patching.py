@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import warnings
+from typing import Any
 
 from . import _backwards
 from ._components import COMPONENTS, Target, current_backward, locate, require_dtensor
@@ -18,7 +19,7 @@ _FACTORIES = {
 
 # owner class -> the exact object found in its __dict__ before patching, so
 # unpatch() puts back the very same object (identity, not a copy).
-_saved: dict[str, tuple[type, object]] = {}
+_saved: dict[str, tuple[type[Any], object]] = {}
 _lock = threading.Lock()
 
 

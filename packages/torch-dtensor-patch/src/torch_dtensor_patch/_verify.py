@@ -73,7 +73,8 @@ def verify(*, patch: bool | None = None, device: str = "cpu", timeout: float = 3
     require_dtensor()
     patch = enabled() if patch is None else patch
     started = time.monotonic()
-    checks, status = [], {}
+    checks: list[CheckResult] = []
+    status: dict = {}
     for name, (func, requires) in CHECKS.items():
         run = _spawn.launch(
             f"torch_dtensor_patch._verify_checks:{func}",

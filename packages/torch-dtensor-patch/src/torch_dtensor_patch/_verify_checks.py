@@ -48,7 +48,9 @@ def redistribute(*, rank, world_size, device):
     vd = distribute_tensor(v_full, mesh, [Shard(0)])
     gd = torch.autograd.grad(_loss(_replicated(xd, mesh), w), xd, create_graph=True)[0]
     cut = is_cut(gd)
-    hvp, hvp_error = second_grad((gd * vd).to_local().sum(), [xd])
+    product = gd * vd
+    assert isinstance(product, DTensor)
+    hvp, hvp_error = second_grad(product.to_local().sum(), [xd])
     meta, meta_error = second_grad(_val(_replicated(xd - LR * gd, mesh)), [xd])
     return {
         "first_order_cut": cut,

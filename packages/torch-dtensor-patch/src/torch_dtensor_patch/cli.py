@@ -40,7 +40,7 @@ def _status(args) -> int:
     stock = status(stock=True)
     import torch  # only now: status() turns a torch without DTensor into one clear error
 
-    report = {}
+    report: dict[str, dict] = {}
     for name, entry in now.items():
         report[name] = entry.as_dict()
         report[name]["stock"] = {k: v for k, v in stock[name].as_dict().items() if k != "component"}
@@ -50,10 +50,10 @@ def _status(args) -> int:
     print(f"torch {torch.__version__}")
     print(_hook_line())
     print(f"{'component':<50} {'as installed':<13} {'in this process':<16} why")
-    for name, entry in report.items():
+    for name, shown in report.items():
         print(
-            f"{DESCRIPTIONS[name]:<50} {_stock_label(entry['stock']):<13} "
-            f"{entry['state']:<16} {entry['stock']['detail']}"
+            f"{DESCRIPTIONS[name]:<50} {_stock_label(shown['stock']):<13} "
+            f"{shown['state']:<16} {shown['stock']['detail']}"
         )
     return 0
 
