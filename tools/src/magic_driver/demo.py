@@ -15,6 +15,7 @@ from .jobs import AttributeJob, DataSection, OutputSection, QuerySection
 from .notices import notice
 from .quiet import library_progress_bars
 from .run_attribute import run_attribute
+from .run_lock import run_dir_lock
 from .world_base import is_built, world_base_dir, world_base_model
 
 DEMO_DOCS = 64
@@ -48,9 +49,10 @@ def run_demo(out_dir: Path, device: str = "auto", progress: bool = True,
     """The whole demo; each phase is announced on stderr before it starts.
 
     Runs already finished in ``out_dir`` are recomputed and replaced whole;
-    another version's are refused unless ``restart``.
+    another version's are refused unless ``restart``; so is another demo running
+    in ``out_dir`` (`run_lock`).
     """
-    with library_progress_bars(progress):
+    with library_progress_bars(progress), run_dir_lock(out_dir, "magic demo"):
         return _run_demo(out_dir, device, progress, restart)
 
 

@@ -31,6 +31,7 @@ from .data_checks import check_corpus_kind
 from .jobs import AttributeJob, QuerySection, QuerySpec, check_query_kind, objective_options
 from .models import check_max_seq_len, load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
+from .run_lock import run_dir_lock
 from .run_output import plan_output
 from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 
@@ -144,6 +145,7 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
     step and the query, and only rank 0 writes the run directory. SIGTERM or
     SIGUSR1 stop it after the current step with a checkpoint (`Preempted`);
     the same call on the same run directory resumes it (``restart``: start over).
+    Another run in the same directory meanwhile is refused (`run_lock`).
     Finished results already there are replaced whole once the new ones are
     complete: this job's always, another job's only with ``restart`` (see
     `run_output`).
@@ -153,24 +155,30 @@ def run_attribute(job: AttributeJob, out_dir: Path | None = None, progress: bool
         joined_here = not dist.is_initialized()
         launch = init_from_environment()
         try:
-            plan = plan_output(out_dir, job, "attribute", restart=restart, is_main=launch.is_main)
-            try:
-                # magic-core fingerprints train and attribution as they act (memory
-                # budgets resolved to a schedule), so that a requeue on other hardware resumes.
-                with resumable_run(plan.work_dir, job, restart=restart, is_main=launch.is_main,
-                                   skip=("train", "attribution")) as control:
-                    manifest = _run(job, plan.work_dir, progress, launch, control)
-                    control.finished()
-            except BaseException:
-                if launch.is_main:
-                    plan.abandon()
-                raise
-            if launch.is_main:
-                plan.commit()
-            return manifest
+            with run_dir_lock(out_dir, "magic attribute", launch):
+                return _run_planned(job, out_dir, progress, restart, launch)
         finally:
             if joined_here:
                 shutdown()
+
+
+def _run_planned(job: AttributeJob, out_dir: Path, progress: bool, restart: bool,
+                 launch: Launch) -> dict:
+    plan = plan_output(out_dir, job, "attribute", restart=restart, is_main=launch.is_main)
+    try:
+        # magic-core fingerprints train and attribution as they act (memory
+        # budgets resolved to a schedule), so that a requeue on other hardware resumes.
+        with resumable_run(plan.work_dir, job, restart=restart, is_main=launch.is_main,
+                           skip=("train", "attribution")) as control:
+            manifest = _run(job, plan.work_dir, progress, launch, control)
+            control.finished()
+    except BaseException:
+        if launch.is_main:
+            plan.abandon()
+        raise
+    if launch.is_main:
+        plan.commit()
+    return manifest
 
 
 def _run(job: AttributeJob, out_dir: Path, progress: bool, launch: Launch,

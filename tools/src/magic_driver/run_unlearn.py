@@ -21,6 +21,7 @@ from .jobs import DataSection
 from .models import fitted_max_seq_len, load_model_and_tokenizer, load_tokenizer
 from .resumable import resumable_run
 from .run_attribute import resolve_device
+from .run_lock import run_dir_lock
 from .run_output import plan_output
 from .token_coverage import check_token_coverage, pretrain_suggestion, text_rows
 from .unlearn_jobs import DEFAULT_MAX_SEQ_LEN, QuestionsSection, UnlearnJob
@@ -106,13 +107,20 @@ def run_unlearn(job: UnlearnJob, out_dir: Path | None = None, progress: bool = T
 
     SIGTERM or SIGUSR1 stop it after the current unlearning or relearning
     step with a checkpoint (`Preempted`); the same call resumes it
-    (``restart``: start over). Finished results already in OUT are replaced
+    (``restart``: start over); another run in OUT meanwhile is refused
+    (`run_lock`). Finished results already in OUT are replaced
     whole once the new ones are complete: this job's always, another job's
     only with ``restart`` (see `run_output`).
     """
     # An unknown recipe or a bad option fails before any loading.
     mu.get_recipe(job.recipe.name).check_options(job.recipe.options)
     out_dir = Path(out_dir or job.output.dir)
+    with run_dir_lock(out_dir, "magic unlearn"):
+        return _run_planned(job, out_dir, progress, prepared, restart)
+
+
+def _run_planned(job: UnlearnJob, out_dir: Path, progress: bool, prepared: Prepared | None,
+                 restart: bool) -> dict:
     plan = plan_output(out_dir, job, "unlearn", restart=restart)
     try:
         with handle_signals(), resumable_run(plan.work_dir, job, restart=restart) as control:

@@ -13,6 +13,7 @@ from magic_core.typed_config import to_mapping
 
 from .jobs import read_mapping
 from .resumable import CHECKPOINTS
+from .run_lock import run_dir_lock
 from .run_unlearn import prepare, run_unlearn, shared_key
 from .sweep_grid import grid, parse_param  # noqa: F401  (parse_param: callers import it from here)
 from .unlearn_jobs import build_job
@@ -34,7 +35,8 @@ def run_sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str
 
     A preempted sweep, rerun, keeps the points it finished and resumes the
     one it was in from its checkpoint; ``restart`` recomputes every point
-    (replacing another grid's results).
+    (replacing another grid's results). Another run in the sweep's directory
+    meanwhile is refused (`run_lock`).
     """
     if not params:
         raise ConfigError("magic sweep needs at least one --param KEY=V1,V2,...")
@@ -42,7 +44,8 @@ def run_sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str
     points = [(p, build_job(base, overrides + p)) for p in grid(params)]  # all validated first
     out_dir = Path(out_dir or build_job(base, overrides).output.dir)
     rows, cache = [], {}
-    with handle_signals():  # also between points: a request waits for the next step
+    # Signals are handled between points too: a request waits for the next step.
+    with handle_signals(), run_dir_lock(out_dir, "magic sweep"):
         for i, (assignments, job) in enumerate(points):
             key = shared_key(job)
             if key not in cache:
@@ -53,6 +56,6 @@ def run_sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str
                                      restart=restart)
             rows.append({**mu.flat_row(result), "point": list(assignments), "dir": f"{i:03d}"})
             mu.write_table(out_dir, rows, cache[key].before)  # partial tables survive interruption
-    write_json(out_dir / "sweep.json", {"params": list(params), "overrides": list(overrides),
-                                        "points": len(rows)})
+        write_json(out_dir / "sweep.json", {"params": list(params), "overrides": list(overrides),
+                                            "points": len(rows)})
     return out_dir
