@@ -197,8 +197,10 @@ def test_progress_file_contract(tmp_path):
         raise RuntimeError
     data = json.loads(progress.path.read_text())
     assert set(data) == {"status", "phase", "step", "total", "phases_done", "history",
-                         "last_checkpoint", "updated", "host", "pid", "slurm_job_id"}
+                         "last_checkpoint", "resumed_from", "updated", "host", "pid",
+                         "slurm_job_id"}
     assert data["status"] == "failed" and data["step"] == 1 and data["pid"] == os.getpid()
+    assert data["resumed_from"] is None  # this process started afresh
     assert data["last_checkpoint"]["phase"] == "train" and data["last_checkpoint"]["step"] == 1
     again = ProgressFile(tmp_path / "run")  # a rerun says "running" before its first phase
     assert json.loads(again.path.read_text())["status"] == "running"

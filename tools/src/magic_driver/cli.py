@@ -199,8 +199,12 @@ def demo(out_dir: Path, device: str, quiet: bool, restart: bool):
               help="Run directory (default: output.dir of the config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--restart", is_flag=True, help=RESTART_HELP)
+@click.option("--checkpoint-every", "checkpoint_every", metavar="DURATION", default=None,
+              help="Write a checkpoint to resume from at most this often (30s, 10m, 1h; 0 or off: "
+              "only on SIGTERM/SIGUSR1), so that a run killed outright loses at most that much; "
+              "default: output.checkpoint_every of the config (10m).")
 def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool,
-              restart: bool):
+              restart: bool, checkpoint_every: str | None):
     """Attribute a query to every training document (and token) of a fine-tuning run.
 
     CONFIG is a YAML job file with sections model, data, query, train,
@@ -217,6 +221,11 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
     from .quiet import library_progress_bars
     from .run_attribute import run_attribute
 
+    if checkpoint_every is not None:
+        from magic_core.durations import parse_duration
+
+        parse_duration(checkpoint_every, "--checkpoint-every")
+        overrides = (*overrides, f"output.checkpoint_every={json.dumps(checkpoint_every)}")
     job = load_job(config, overrides)
     with library_progress_bars(not quiet):  # also the datasets bars of loading the corpus
         manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart)

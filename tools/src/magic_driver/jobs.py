@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 from magic_core import AttributionConfig, ConfigError, TrainConfig, from_mapping, objective_registry
 from magic_core.device_names import device_problem
+from magic_core.durations import duration_problem
 from magic_core.typed_config import setting
 
 from . import presets
@@ -171,6 +172,11 @@ class OutputSection:
 
     dir: str = "runs/attribution"
     """The run directory (``--out`` overrides it)."""
+    checkpoint_every: str | float | bool = setting("10m", check=duration_problem)
+    """How often the running job writes a checkpoint to resume from should it be killed
+    outright (SIGKILL, out of memory, a lost node), at the next step boundary: ``30s``,
+    ``10m``, ``1h``; ``0`` or ``off``: only when stopped by SIGTERM/SIGUSR1
+    (``--checkpoint-every`` overrides it; see docs/preemption.md)."""
 
 
 @dataclass(frozen=True)

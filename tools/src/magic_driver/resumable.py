@@ -50,4 +50,4 @@ def resumable_run(run_dir: Path, job, *, restart: bool = False, is_main: bool = 
         if is_main:
             (Path(run_dir) / PROGRESS).unlink(missing_ok=True)  # its phases and checkpoint are gone
     with ProgressFile(run_dir, enabled=is_main) as progress:
-        yield RunControl(store, progress)
+        yield RunControl.for_job(store, progress, job)

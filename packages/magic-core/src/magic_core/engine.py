@@ -29,6 +29,7 @@ from .batch_stream import BatchStream
 from .keep_schedule import kept_gradients, kept_in_training, replay_keep, resolve_schedule
 from .memory import PhasePeaks
 from .sharding import is_sharded, local_shard, reshard_like
+from .state_files import StoredFile
 from .state_store import StateStore, default_budgets, state_bytes, state_structure
 from .state_tensors import from_tensors, to_tensors
 from .training_step import TrainingStep, take_state
@@ -50,6 +51,11 @@ def _grad(outputs: list, inputs: list, cotangents: list) -> list:
     """The VJP, with zeros for the inputs the outputs do not depend on."""
     grads = torch.autograd.grad(outputs, inputs, grad_outputs=cotangents, allow_unused=True)
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
+
+
+def _gradient_of(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A kept gradient from its flat (spill-file) form: ``grad.NAME`` -> ``NAME``."""
+    return {k[len("grad."):]: t for k, t in tensors.items()}
 
 
 def _mib(n: int | None) -> str:
@@ -98,6 +104,7 @@ class MagicEngine:
         # initial state itself once it is kept (or spilled).
         self.template = state_structure(self.initial_state)
         self.n_steps = len(stream)
+        self.spill_dir = spill_dir
         if adam is not None and not adam.applies_to(self.initial_state):
             adam = None  # an optimizer state the formulas do not know: torchopt's update
         # Adam's part of each step's VJP by formula (see `adam_update`); None
@@ -341,8 +348,35 @@ class MagicEngine:
         self.timings.add("backward", t0)
         return weight_grads.detach()
 
+    # -- durable spills (for checkpoints listing them) -------------------------------
+    def spill_durably(self, directory) -> None:
+        """Spill kept states and gradients into ``directory``, kept and digested for checkpoints."""
+        for store in (self.kept, self.gradients):
+            store.make_durable(directory)
+
+    def sweep_spills(self, referenced: set) -> None:
+        """Delete durable spill files not in ``referenced`` (a killed process's later ones)."""
+        for store in (self.kept, self.gradients):
+            store.sweep(referenced)
+
+    def release_spills(self, referenced: set) -> None:
+        """Delete the durable spill files already used that no checkpoint lists any longer."""
+        for store in (self.kept, self.gradients):
+            store.collect(referenced)
+
     # -- state ---------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def _kept_value(self, store: StateStore, entry, references: bool):
+        if references:
+            stored = store.file_of(entry)
+            if stored is not None:
+                return stored
+            host = store.host_tensors(entry)
+            if host is not None:
+                return host if store.kind == "state" else _gradient_of(host)
+        item = store.materialize(entry)
+        return to_tensors(item) if store.kind == "state" else dict(item)
+
+    def state_dict(self, *, references: bool = False) -> dict:
         """What the run needs to continue from where it stands, as tensors and plain values.
 
         * ``phase``, ``step``: ``step`` steps of ``phase`` are finished.
@@ -362,13 +396,15 @@ class MagicEngine:
         * ``sharded``: the tensors are this rank's shards (see `sharding`).
 
         States are flattened by `state_tensors.to_tensors`. Kept states held
-        off the device are read back.
+        off the device are read back; with ``references``, a kept state or
+        gradient in a durable spill file is that `StoredFile` instead (never
+        read back), and one in host memory is its host copy.
         """
         sd = {"phase": self.phase, "step": self.steps_done, "sharded": self.fsdp,
               "losses": torch.tensor(self.losses, dtype=torch.float64),
               "timings": dict(self.timings.seconds), "replayed_steps": self.replayed_steps,
               "replayed_updates": self.replayed_updates, "query_value": self.query_value,
-              "gradients": {i: dict(self.gradients.materialize(self.gradients[i]))
+              "gradients": {i: self._kept_value(self.gradients, self.gradients[i], references)
                             for i in sorted(self.gradients)}}
         if self.phase == "backward":
             loop = self._backward
@@ -385,13 +421,15 @@ class MagicEngine:
                 sd["query_gradient"] = {k: local_shard(t) for k, t in self._query_grads.items()}
         else:
             kept = []
-        sd["kept"] = {i: to_tensors(self.kept.materialize(s)) for i, s in kept}
+        sd["kept"] = {i: self._kept_value(self.kept, s, references) for i, s in kept}
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Continue from ``state_dict`` (from `state_dict`, possibly of an earlier process).
 
         The tensors may sit on any device; sharded ones are this rank's shards.
+        A kept state or gradient given as a `StoredFile` is adopted by its
+        store (by reference when the store is durable).
         """
         sd = state_dict
         if sd["phase"] not in ("train", "query", "backward"):
@@ -404,8 +442,17 @@ class MagicEngine:
         self.replayed_steps, self.replayed_updates = sd["replayed_steps"], sd["replayed_updates"]
         self.query_value = sd["query_value"]
         for i, gradient in sorted(sd["gradients"].items()):
-            self.gradients.keep(i, gradient)
-        kept = [(i, from_tensors(t, template)) for i, t in sorted(sd["kept"].items())]
+            if isinstance(gradient, StoredFile):
+                self.gradients.adopt(i, gradient)
+            else:
+                self.gradients.keep(i, gradient)
+        kept = []
+        for i, t in sorted(sd["kept"].items()):
+            if isinstance(t, StoredFile):
+                self.kept.adopt(i, t)
+                kept.append((i, self.kept.pop(i)))
+            else:
+                kept.append((i, from_tensors(t, template)))
         self.initial_state = None  # the loaded states replace it
         self.phase, self.steps_done = sd["phase"], sd["step"]
         if sd["phase"] == "backward":

@@ -8,6 +8,14 @@ the header is renamed into place last, so the header on disk always
 describes complete files, and files of an older checkpoint are removed only
 after it.
 
+What is on disk already is not written again. A group the snapshot marks
+``lasting`` (its tensors never change once made: a kept state, a kept
+gradient, the query gradient) is written once, under a name without the
+step, and later checkpoints list that same file. A group given as a
+`StoredFile` (a kept state spilled durably, see `state_store`) is listed by
+its path and the digest computed when it was written; the store's
+``referenced`` then names such files, which their owner must keep.
+
 Loading checks the header, the fingerprint and every file's size and sha256.
 A truncated, corrupted or foreign checkpoint raises `CheckpointError` (one
 line naming the file and the fix) instead of being used.
@@ -37,9 +45,11 @@ from .atomic import atomic_path, write_json
 from .errors import ConfigError
 from .fingerprint import digest, file_sha256
 from .progress import now_iso
+from .state_files import StoredFile
 
-# 2: the groups of `phases.snapshot` (the engine's state_dict); 1 had one layout per phase.
-FORMAT = 2
+# 3: files listed by reference (lasting groups, spilled states); 2 rewrote every group each
+# time; 1 had one layout per phase.
+FORMAT = 3
 HEADER = "checkpoint.json"
 FIX = "rerun with --restart (or delete {directory}) to start over"
 log = logging.getLogger(__name__)
@@ -53,9 +63,11 @@ class CheckpointError(ConfigError):
 class Snapshot:
     """What a loop hands over to be saved."""
 
-    shared: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # file -> tensors
+    # group -> its tensors, or the file already holding them
+    shared: dict[str, dict[str, torch.Tensor] | StoredFile] = field(default_factory=dict)
     per_rank: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # small and JSON-able
+    lasting: set[str] = field(default_factory=set)  # groups whose tensors never change
 
 
 @dataclass
@@ -68,6 +80,8 @@ class Checkpoint:
     meta: dict
     directory: Path
     written: str
+    # Shared groups listed by reference (spilled states): verified, left for their owner to read.
+    files: dict[str, StoredFile] = field(default_factory=dict)
 
 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -92,6 +106,11 @@ class CheckpointStore:
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         # Callers add what they know (job config, model, data) before the first save or load.
         self.fingerprint: dict = {"world_size": self.world_size, **(fingerprint or {})}
+        # Lasting groups on disk: group -> (name in the header, entry); rank 0's.
+        self._lasting: dict[str, tuple[str, dict]] = {}
+        self.referenced: set[Path] = set()  # files outside the directory the header lists
+        self.spill_dir = self.directory.parent / "kept-states"  # durable spills; cleared with it
+        self.last_written = 0  # bytes the last `save` wrote (this rank)
 
     @property
     def header(self) -> Path:
@@ -107,19 +126,40 @@ class CheckpointStore:
     def _write(self, name: str, tensors: dict[str, torch.Tensor], group: str | None) -> dict:
         with atomic_path(self.directory / name) as tmp:
             save_file(_storable(tensors), str(tmp))
-            entry = {"sha256": file_sha256(tmp), "bytes": tmp.stat().st_size, "group": group,
+            size = tmp.stat().st_size
+            entry = {"sha256": file_sha256(tmp), "bytes": size, "group": group,
                      "rank": None if group is not None else self.rank}
+        self.last_written += size
         return entry
+
+    def _shared_file(self, prefix: str, group: str, value, lasting: bool) -> tuple[str, dict]:
+        """(name, header entry) of a shared group: listed if on disk already, else written."""
+        if lasting and group in self._lasting:
+            return self._lasting[group]
+        if isinstance(value, StoredFile):
+            path = value.path.resolve()
+            named = str(path), {"sha256": value.sha256, "bytes": value.bytes, "group": group,
+                                "rank": None, "path": str(path), "lasting": True}
+        else:
+            name = f"{group}.safetensors" if lasting else f"{prefix}-{group}.safetensors"
+            entry = self._write(name, value, group)
+            named = name, {**entry, "lasting": lasting}
+        if lasting:
+            self._lasting[group] = named
+        return named
 
     def save(self, phase: str, step: int, total: int, snapshot: Snapshot) -> Path:
         """Write ``snapshot`` as the run's checkpoint; every rank calls this at the same step."""
         self.directory.mkdir(parents=True, exist_ok=True)
         prefix = f"{phase}-{step:06d}"
         files = {}
+        self.last_written = 0
         if self.rank == 0:
-            for group, tensors in snapshot.shared.items():
-                files[f"{prefix}-{group}.safetensors"] = self._write(
-                    f"{prefix}-{group}.safetensors", tensors, group)
+            for group, value in snapshot.shared.items():
+                name, entry = self._shared_file(prefix, group, value, group in snapshot.lasting)
+                files[name] = entry
+            # A lasting group left out is gone for good (a state the backward used).
+            self._lasting = {g: named for g, named in self._lasting.items() if g in snapshot.shared}
         if snapshot.per_rank:
             name = f"{prefix}-rank{self.rank:04d}.safetensors"
             files[name] = self._write(name, snapshot.per_rank, None)
@@ -137,6 +177,7 @@ class CheckpointStore:
             for stale in self.directory.iterdir():
                 if stale.name != HEADER and stale.name not in files:
                     stale.unlink(missing_ok=True)
+            self.referenced = {Path(e["path"]) for e in files.values() if e.get("path")}
         if self.world_size > 1:
             dist.barrier()  # the header exists before any rank reports the checkpoint
         log.info("checkpoint after %s step %d/%d written to %s", phase, step, total, self.directory)
@@ -188,11 +229,14 @@ class CheckpointStore:
             return None
         header = self._read_header()
         self._check_fingerprint(header)
-        shared, per_rank = {}, {}
+        shared: dict[str, dict[str, torch.Tensor]] = {}
+        per_rank: dict[str, torch.Tensor] = {}
+        files: dict[str, StoredFile] = {}
+        lasting, referenced = {}, set()
         for name, entry in header["files"].items():
             if entry["rank"] not in (None, self.rank):
                 continue
-            path = self.directory / name
+            path = Path(entry["path"]) if entry.get("path") else self.directory / name
             if not path.is_file():
                 raise self._error(f"checkpoint file {path} is missing")
             size = path.stat().st_size
@@ -201,16 +245,25 @@ class CheckpointStore:
                                   f"({size} bytes, {entry['bytes']} written)")
             if file_sha256(path) != entry["sha256"]:
                 raise self._error(f"checkpoint file {path} is corrupted (sha256 differs from its header)")
+            if entry.get("lasting"):
+                lasting[entry["group"]] = (name, entry)
+            if entry.get("path"):
+                # A spilled state: its owner reads it when needed (it may be large).
+                files[entry["group"]] = StoredFile(path, entry["sha256"], entry["bytes"])
+                referenced.add(path)
+                continue
             try:
                 tensors = load_file(path, device=str(device))
             except (SafetensorError, OSError, ValueError) as exc:
                 raise self._error(f"checkpoint file {path} cannot be read ({exc})") from None
+            tensors.pop("__padding__", None)
             if entry["rank"] is None:
                 shared[entry["group"]] = tensors
             else:
                 per_rank = tensors
+        self._lasting, self.referenced = lasting, referenced
         return Checkpoint(header["phase"], header["step"], header["total"], shared, per_rank,
-                          header.get("meta", {}), self.directory, header.get("written", ""))
+                          header.get("meta", {}), self.directory, header.get("written", ""), files)
 
     # -- removal -----------------------------------------------------------------
     def clear(self) -> None:
@@ -219,5 +272,7 @@ class CheckpointStore:
             dist.barrier()  # no rank is still reading it
         if self.rank == 0:
             shutil.rmtree(self.directory, ignore_errors=True)
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
+        self._lasting, self.referenced = {}, set()
         if self.world_size > 1:
             dist.barrier()

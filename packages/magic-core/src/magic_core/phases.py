@@ -9,6 +9,15 @@ applied, and the cotangents and accumulated data-weight gradients. The
 resumed run loads it with `load_state_dict` and repeats the uninterrupted
 one's arithmetic bit for bit.
 
+Under a `RunControl`, rank 0 of an unsharded run spills kept states
+durably (`StateStore.make_durable`) into the run's ``kept-states`` folder
+(``RUN_DIR/kept-states/``, or a folder named after the run inside
+``attribution.spill_dir`` when that is set): a checkpoint lists those files
+instead of writing them again, and kept states, kept gradients and the query
+gradient it wrote once are listed by later checkpoints too (``lasting``
+groups), so each checkpoint writes only the current state, the cotangents
+and kept states that live in memory only and were not written before.
+
 Tensors every rank holds alike (the states of a data-parallel run) are
 written once; the cotangents and data-weight gradients (each rank's share,
 see `data_parallel`) and everything of a sharded run (each rank's shards,
@@ -19,12 +28,15 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
-from .fingerprint import model_identity, token_rows_digest
+from .fingerprint import digest, model_identity, token_rows_digest
 from .phase_checkpoint import Checkpoint, Snapshot
 from .run_control import RunControl
+from .state_files import StoredFile
 from .typed_config import to_mapping
 
 PHASES = ("train", "query", "backward")
@@ -38,12 +50,15 @@ _META = ("step", "sharded", "timings", "replayed_steps", "replayed_updates", "qu
 def snapshot(state_dict: dict) -> Snapshot:
     """``state_dict`` as the groups of tensors and the header a checkpoint stores."""
     sd = state_dict
-    groups = {"log": {"losses": sd["losses"]}}
+    groups: dict = {"log": {"losses": sd["losses"]}}
     groups.update({f"kept-{i:06d}": t for i, t in sd["kept"].items()})
-    groups.update({f"grad-{i:06d}": g for i, g in sd["gradients"].items()})
+    # Named as in a gradient's spill file, which a checkpoint may list instead.
+    groups.update({f"grad-{i:06d}": g if isinstance(g, StoredFile) else
+                   {f"grad.{k}": t for k, t in g.items()} for i, g in sd["gradients"].items()})
     for key, group in (("state", "state"), ("query_gradient", "query")):
         if sd.get(key) is not None:
             groups[group] = sd[key]
+    lasting = {g for g in groups if g.startswith(("kept-", "grad-")) or g == "query"}
     meta = {k: sd[k] for k in _META}
     meta.update(kept=sorted(sd["kept"]), gradients=sorted(sd["gradients"]))
     per_rank = {}
@@ -58,11 +73,14 @@ def snapshot(state_dict: dict) -> Snapshot:
         for group in [g for g in groups if g != "log"]:
             for key, t in groups.pop(group).items():
                 per_rank[f"{group}/{key}"] = t
-    return Snapshot(groups, per_rank, meta)
+    return Snapshot(groups, per_rank, meta, lasting)
 
 
-def _group(checkpoint: Checkpoint, name: str) -> dict[str, torch.Tensor]:
-    """A group of tensors, from the shared files or this rank's; empty when absent."""
+def _group(checkpoint: Checkpoint, name: str):
+    """A group of tensors (or the spill file holding them), from the shared files or this
+    rank's; empty when absent."""
+    if name in checkpoint.files:
+        return checkpoint.files[name]
     if name in checkpoint.shared:
         return checkpoint.shared[name]
     prefix = f"{name}/"
@@ -73,13 +91,19 @@ def _listed(per_rank: dict[str, torch.Tensor], prefix: str) -> list[torch.Tensor
     return [per_rank[f"{prefix}{i}"] for i in range(sum(1 for k in per_rank if k.startswith(prefix)))]
 
 
+def _gradient(group):
+    if isinstance(group, StoredFile):
+        return group
+    return {k[len("grad."):]: t for k, t in group.items()}
+
+
 def state_dict_of(checkpoint: Checkpoint) -> dict:
     """The engine's state_dict that `snapshot` made ``checkpoint`` of."""
     meta = checkpoint.meta
     sd = {k: meta[k] for k in _META}
     sd.update(phase=checkpoint.phase, losses=_group(checkpoint, "log")["losses"],
               kept={i: _group(checkpoint, f"kept-{i:06d}") for i in meta["kept"]},
-              gradients={i: _group(checkpoint, f"grad-{i:06d}") for i in meta["gradients"]},
+              gradients={i: _gradient(_group(checkpoint, f"grad-{i:06d}")) for i in meta["gradients"]},
               state=_group(checkpoint, "state") or None,
               query_gradient=_group(checkpoint, "query") or None)
     if checkpoint.phase == "backward":
@@ -91,7 +115,22 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
 
 
 def _after_step(control: RunControl, run, phase: str, done: int, total: int) -> None:
-    control.after_step(phase, done, total, lambda: snapshot(run.state_dict()))
+    control.after_step(phase, done, total, lambda: snapshot(run.state_dict(references=True)))
+
+
+def _spill_durably(run, control: RunControl) -> bool:
+    """Make rank 0's kept-state stores spill into the run's durable folder (unsharded runs)."""
+    if run.fsdp or (dist.is_initialized() and dist.get_rank() != 0):
+        return False  # other ranks' states are rank 0's; shards go to per-rank files
+    store = control.store
+    if run.spill_dir is not None:
+        # A folder per run directory and job: runs sharing spill_dir never meet.
+        key = digest({"run": str(store.directory.resolve()), **store.fingerprint})[:16]
+        store.spill_dir = Path(run.spill_dir) / f"magic-run-{key}"
+    run.spill_durably(store.spill_dir)
+    log.info("kept states beyond the memory budgets spill to %s (kept for checkpoints)",
+             store.spill_dir)
+    return True
 
 
 # -- the phases ----------------------------------------------------------------------
@@ -116,11 +155,15 @@ def run_phases(run, objective, control: RunControl | None, device) -> torch.Tens
     checkpoint) and a run finding a checkpoint continues from it.
     """
     if control is not None:
+        durable = _spill_durably(run, control)
         checkpoint = control.resume(device, PHASES)
         if checkpoint is not None:
             log.info("resuming after %s step %d/%d from %s", checkpoint.phase, checkpoint.step,
                      checkpoint.total, checkpoint.directory)
             run.load_state_dict(state_dict_of(checkpoint))
+        if durable:
+            run.sweep_spills(control.store.referenced)  # a killed process's later spills
+            control.on_saved = run.release_spills
         run.on_phase = control.begin
         run.on_step = partial(_after_step, control, run)
     return run.run(objective)

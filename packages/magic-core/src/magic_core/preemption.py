@@ -96,10 +96,14 @@ def stop_agreed() -> bool:
     after the same step; a signal reaching the ranks a step apart then still
     stops them all together, and no rank waits in a collective for one that left.
     """
-    local = _requested is not None
+    return any_rank(_requested is not None)[0]
+
+
+def any_rank(*flags: bool) -> tuple[bool, ...]:
+    """Each flag, true when it is true on any rank (one collective for all of them)."""
     if not dist.is_initialized():
-        return local
+        return flags
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    flag = torch.tensor([1.0 if local else 0.0], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+    agreed = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
+    dist.all_reduce(agreed, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in agreed.tolist())

@@ -7,6 +7,7 @@ The contract (read by other tools, so keep it stable)::
      "step": int, "total": int, "phases_done": [str],
      "history": [{"phase": str, "step": int, "total": int}],
      "last_checkpoint": {"phase": str, "step": int, "path": str, "time": iso8601} | null,
+     "resumed_from": {"phase": str, "step": int, "written": iso8601} | null,
      "updated": iso8601, "host": str, "pid": int, "slurm_job_id": str | null}
 
 The phases are the caller's (an attribution run's ``train``, ``query`` and
@@ -17,6 +18,8 @@ lists the phases that ended, in order, with the steps each ran; a phase may
 appear twice (an unlearning run evaluates after unlearning and again after
 relearning), unlike in ``phases_done``. ``total`` 0: the phase has no steps to
 count (an evaluation). Files written before ``history`` existed lack it.
+``resumed_from`` names the checkpoint this process continued from (null: it
+started afresh); files written before it existed lack it.
 
 Written atomically, at phase changes, checkpoints and the end immediately,
 and during a phase at most every ``interval`` seconds (a step costs one clock
@@ -62,7 +65,7 @@ class ProgressFile:
         self.interval = interval
         self.state: dict[str, Any] = {
             "status": "running", "phase": None, "step": 0, "total": 0,
-            "phases_done": [], "history": [], "last_checkpoint": None}
+            "phases_done": [], "history": [], "last_checkpoint": None, "resumed_from": None}
         self._written_at: float | None = None
         # The phase a previous process was in when it stopped: until this process
         # starts it again, it has not ended, whatever phase comes next.
@@ -136,6 +139,11 @@ class ProgressFile:
     def checkpoint(self, phase: str, step: int, path: str | os.PathLike, time_iso: str | None = None) -> None:
         self.state["last_checkpoint"] = {"phase": phase, "step": step, "path": str(path),
                                          "time": time_iso or now_iso()}
+        self.write()
+
+    def resumed(self, phase: str, step: int, written: str) -> None:
+        """This process continues from the checkpoint after ``step`` of ``phase``."""
+        self.state["resumed_from"] = {"phase": phase, "step": step, "written": written}
         self.write()
 
     def finish(self, status: str) -> None:

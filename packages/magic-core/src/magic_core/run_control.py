@@ -1,43 +1,89 @@
 """What a run's loops see of the outside: progress, stop requests, phase checkpoints.
 
 A loop calls `RunControl.after_step` after every finished step with a
-function that snapshots its state. The snapshot is taken only when the run
-stops, so an uninterrupted run pays one flag check per step (one tiny
-all-reduce under torch.distributed) and a progress write every few seconds.
+function that snapshots its state. The snapshot is taken when the run stops
+and, so that a run killed outright (SIGKILL, the OOM killer, a lost node)
+loses at most ``checkpoint_every`` seconds, at the first step boundary after
+that many seconds passed since the last checkpoint. Between checkpoints a
+step costs one clock read and one flag check (one tiny all-reduce under
+torch.distributed) and a progress write every few seconds.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from .durations import parse_duration
 from .phase_checkpoint import Checkpoint, CheckpointStore, Snapshot
-from .preemption import Preempted, stop_agreed, stop_requested
+from .preemption import Preempted, any_rank, stop_requested
 from .progress import ProgressFile
+
+DEFAULT_CHECKPOINT_EVERY = 600.0  # seconds: what a killed run may lose at most
+log = logging.getLogger(__name__)
 
 
 class RunControl:
-    """One run's checkpoint store and (rank 0's) progress file."""
+    """One run's checkpoint store and (rank 0's) progress file.
 
-    def __init__(self, store: CheckpointStore, progress: ProgressFile | None = None):
+    ``checkpoint_every``: seconds between periodic checkpoints; None writes
+    one only when a stop is requested. ``on_saved(referenced)`` is called
+    after each checkpoint with the files outside the checkpoint it lists
+    (whoever owns spill files may delete the others). ``saves`` records each
+    checkpoint's phase, step, seconds and bytes written.
+    """
+
+    def __init__(self, store: CheckpointStore, progress: ProgressFile | None = None, *,
+                 checkpoint_every: float | None = DEFAULT_CHECKPOINT_EVERY):
         self.store = store
         self.progress = progress
+        self.checkpoint_every = checkpoint_every
+        self.on_saved: Callable[[set[Path]], None] | None = None
+        self.saves: list[dict] = []
+        self._durable_at = time.monotonic()
+
+    @classmethod
+    def for_job(cls, store: CheckpointStore, progress: ProgressFile | None, job) -> RunControl:
+        """A control checkpointing as ``job``'s ``output.checkpoint_every`` says (default 10 min)."""
+        return cls(store, progress, checkpoint_every=checkpoint_interval(job))
 
     def begin(self, phase: str, total: int, step: int = 0) -> None:
         if self.progress is not None:
             self.progress.start(phase, total, step)
 
     def after_step(self, phase: str, step: int, total: int, snapshot: Callable[[], Snapshot]) -> None:
-        """``step`` of ``total`` steps of ``phase`` are done; on a stop request, save and raise."""
+        """``step`` of ``total`` steps of ``phase`` are done; checkpoint when due, and on a stop
+        request also raise `Preempted`."""
         if self.progress is not None:
             self.progress.advance(step)
-        if not stop_agreed():
+        due = (self.checkpoint_every is not None
+               and time.monotonic() - self._durable_at >= self.checkpoint_every)
+        stop, due = any_rank(stop_requested() is not None, due)
+        if not (stop or due):
             return
+        path = self.save(phase, step, total, snapshot)
+        if stop:
+            raise Preempted(phase, step, total, path, stop_requested() or "another rank")
+
+    def save(self, phase: str, step: int, total: int, snapshot: Callable[[], Snapshot]) -> Path:
+        """Write a checkpoint now (every rank calls this at the same step)."""
+        t0 = time.perf_counter()
         path = self.store.save(phase, step, total, snapshot())
+        if self.on_saved is not None:
+            self.on_saved(self.store.referenced)
+        seconds = time.perf_counter() - t0
+        self.saves.append({"phase": phase, "step": step, "seconds": seconds,
+                           "bytes": self.store.last_written})
+        log.info("checkpoint after %s step %d/%d: %.2f s, %d bytes written", phase, step, total,
+                 seconds, self.store.last_written)
+        self._durable_at = time.monotonic()
         if self.progress is not None:
             self.progress.checkpoint(phase, step, path)
-        raise Preempted(phase, step, total, path, stop_requested() or "another rank")
+        return path
 
     def resume(self, device: str | torch.device = "cpu",
                phases: tuple[str, ...] = ()) -> Checkpoint | None:
@@ -54,8 +100,16 @@ class RunControl:
                 self.progress.mark_done(*phases[: phases.index(checkpoint.phase)])
             self.progress.checkpoint(checkpoint.phase, checkpoint.step, checkpoint.directory,
                                      checkpoint.written)
+            self.progress.resumed(checkpoint.phase, checkpoint.step, checkpoint.written)
+        self._durable_at = time.monotonic()
         return checkpoint
 
     def finished(self) -> None:
         """The run's outputs are written: its checkpoint is no longer needed."""
         self.store.clear()
+
+
+def checkpoint_interval(job, default: float | None = DEFAULT_CHECKPOINT_EVERY) -> float | None:
+    """A job's ``output.checkpoint_every`` in seconds (None: off); ``default`` when it has none."""
+    value = getattr(getattr(job, "output", None), "checkpoint_every", None)
+    return default if value is None else parse_duration(value, "output.checkpoint_every")

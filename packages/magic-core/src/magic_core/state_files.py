@@ -16,11 +16,13 @@ of blocks, as direct I/O requires.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
 import struct
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,6 +36,15 @@ _DTYPES = {
     torch.uint8: "U8", torch.bool: "BOOL",
 }
 _FROM_NAME = {name: dtype for dtype, name in _DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of tensors on disk, with its sha256 (None: not computed) and size."""
+
+    path: Path
+    sha256: str | None
+    bytes: int
 
 
 def _round_up(n: int, to: int = BLOCK) -> int:
@@ -116,7 +127,10 @@ def _copy_into(buf: mmap.mmap, at: int, flat: torch.Tensor) -> None:
         torch.frombuffer(buf, dtype=torch.uint8, count=flat.numel(), offset=at).copy_(flat)
 
 
-def write_state(path: Path, tensors: dict[str, torch.Tensor], pool: BufferPool) -> None:
+def write_state(path: Path, tensors: dict[str, torch.Tensor], pool: BufferPool, *,
+                digest: bool = False) -> StoredFile:
+    """Write ``tensors`` to ``path``; with ``digest`` the sha256 of the bytes written, computed
+    from the buffer once here (a checkpoint referring to the file never reads it back)."""
     header, placed, size = _layout(tensors)
     buf = pool.get(size)
     buf[: len(header)] = header
@@ -131,6 +145,11 @@ def write_state(path: Path, tensors: dict[str, torch.Tensor], pool: BufferPool) 
         os.close(fd)
     if written != size:
         raise OSError(f"short write to {path}: {written} of {size} bytes")
+    sha = None
+    if digest:
+        with memoryview(buf) as view:
+            sha = hashlib.sha256(view[:size]).hexdigest()
+    return StoredFile(path, sha, size)
 
 
 def read_state(path: Path, pool: BufferPool) -> dict[str, torch.Tensor]:

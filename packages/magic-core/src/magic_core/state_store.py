@@ -22,6 +22,13 @@ The budgets are bytes; ``None`` means "what the machine has" (see
 The ``gradients`` schedule keeps each step's gradient too (a ``{name:
 tensor}`` dict) in a second store of kind ``"gradient"`` that draws on the
 same budgets, so states and gradients together stay within them.
+
+A store made **durable** (`make_durable`, by a run that writes phase
+checkpoints) spills into a folder tied to the run, under unique names, and
+records each file's sha256 as it writes it; a checkpoint then lists the file
+instead of writing the state again (`file_of`). Such files outlive their use
+in the backward: they are deleted once no checkpoint refers to them
+(`collect`), or with the run's checkpoint when the run ends.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -44,7 +52,7 @@ from torchopt.pytree import tree_map
 from . import state_tensors
 from .memory import available_host_memory
 from .sharding import local_shard
-from .state_files import BufferPool, read_state, write_state
+from .state_files import BufferPool, StoredFile, read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +134,7 @@ class Offloaded:
     """A kept state that lives off the device (host memory or a file) until used."""
 
     def __init__(self, future: Future, tier: str, nbytes: int):
-        self._future = future  # -> (tensors dict on host, or a Path)
+        self._future = future  # -> (tensors dict on host, or a StoredFile)
         self.tier = tier
         self.nbytes = nbytes
         self._loaded: Future | None = None
@@ -161,6 +169,57 @@ class StateStore(dict):
         self._side = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self._pending = threading.BoundedSemaphore(2)
         self._pool = BufferPool()  # used by the worker thread only
+        self.durable_dir: Path | None = None
+        self._released: set[Path] = set()  # durable files the run has read back for good
+        self._released_lock = threading.Lock()
+
+    # -- durability ----------------------------------------------------------------
+    def make_durable(self, directory: str | os.PathLike) -> None:
+        """Spill into ``directory`` (kept after use, digests recorded); before the first `keep`."""
+        self.durable_dir = Path(directory).resolve()
+
+    def file_of(self, entry) -> StoredFile | None:
+        """The durable file holding ``entry`` once written (waits for the write), else None."""
+        if not isinstance(entry, Offloaded) or entry.tier != "disk" or self.durable_dir is None:
+            return None
+        stored = entry._future.result()
+        return stored if stored.sha256 is not None else None
+
+    def host_tensors(self, entry) -> dict[str, torch.Tensor] | None:
+        """The host copy of a host-tier entry (flat tensors), else None."""
+        if isinstance(entry, Offloaded) and entry.tier == "host":
+            return entry._future.result()
+        return None
+
+    def adopt(self, step: int, stored: StoredFile) -> None:
+        """Keep the (verified) file ``stored`` for ``step``: by reference when durable, else read."""
+        if self.durable_dir is not None:
+            done: Future = Future()
+            done.set_result(stored)
+            self[step] = Offloaded(done, "disk", stored.bytes)
+            return
+        tensors = {k: t.clone() for k, t in read_state(stored.path, BufferPool()).items()}
+        self[step] = self._kind.from_tensors(tensors, self.template)
+
+    def collect(self, referenced: set[Path]) -> None:
+        """Delete the files read back for good that no checkpoint refers to any longer."""
+        with self._released_lock:
+            gone = {p for p in self._released if p not in referenced}
+            self._released -= gone
+        for path in gone:
+            path.unlink(missing_ok=True)
+
+    def sweep(self, referenced: set[Path]) -> None:
+        """Delete this kind's files in the durable folder that ``referenced`` lacks.
+
+        For a run starting or resuming: those are a killed process's spills
+        made after its last checkpoint, or an abandoned run's.
+        """
+        if self.durable_dir is None or not self.durable_dir.is_dir():
+            return
+        for path in self.durable_dir.glob(f"{self.kind}-*.safetensors"):
+            if path not in referenced:
+                path.unlink(missing_ok=True)
 
     # -- placing ---------------------------------------------------------------
     def keep(self, step: int, item) -> None:
@@ -188,17 +247,17 @@ class StateStore(dict):
         target = self._path(step) if tier == "disk" else None
         side = self._side
 
+        digest = self.durable_dir is not None
+
         def copy():
             try:
                 if target is None:
                     return self._to_host(tensors, ready)
                 if side is None or ready is None:
-                    write_state(target, tensors, self._pool)
-                else:
-                    with torch.cuda.stream(side):
-                        side.wait_event(ready)
-                        write_state(target, tensors, self._pool)
-                return target
+                    return write_state(target, tensors, self._pool, digest=digest)
+                with torch.cuda.stream(side):
+                    side.wait_event(ready)
+                    return write_state(target, tensors, self._pool, digest=digest)
             finally:
                 self._pending.release()
 
@@ -213,6 +272,10 @@ class StateStore(dict):
         return host
 
     def _path(self, step: int) -> Path:
+        if self.durable_dir is not None:
+            # A unique name: a file an existing checkpoint lists is never overwritten.
+            self.durable_dir.mkdir(parents=True, exist_ok=True)
+            return self.durable_dir / f"{self.kind}-{step:07d}-{uuid.uuid4().hex[:12]}.safetensors"
         if self._spill_dir is None:
             root = self._spill_root or tempfile.gettempdir()
             Path(root).mkdir(parents=True, exist_ok=True)
@@ -231,9 +294,13 @@ class StateStore(dict):
 
     def _load(self, entry: Offloaded):
         stored = entry._future.result()
-        if isinstance(stored, Path):
-            tensors = read_state(stored, self._pool)
-            stored.unlink(missing_ok=True)
+        if isinstance(stored, StoredFile):
+            tensors = read_state(stored.path, self._pool)
+            if self.durable_dir is None:
+                stored.path.unlink(missing_ok=True)
+            else:
+                with self._released_lock:
+                    self._released.add(stored.path)
             # The small ones are copied out so that only params and optimizer
             # tensors hold the pool's buffer (until the state is dropped).
             tensors = {k: (t if k.startswith(_LARGE) else t.clone()) for k, t in tensors.items()}
@@ -265,6 +332,7 @@ class StateStore(dict):
     def close(self) -> None:
         self._worker.shutdown(wait=True)
         self._pool.clear()
+        # Durable files may be listed by the run's last checkpoint: they go with it.
         if self._spill_dir is not None:
             shutil.rmtree(self._spill_dir, ignore_errors=True)
             self._spill_dir = None
