@@ -32,7 +32,7 @@ ELSEWHERE = {
     "clusters": ("cli_cluster", "clusters"), "report": ("cli_info", "report"),
     "recipes": ("cli_info", "recipes"), "presets": ("cli_info", "presets"),
     "patch": ("cli_info", "patch"), "completion": ("cli_info", "completion"),
-    "pretrain": ("cli_pretrain", "pretrain"),
+    "pretrain": ("cli_pretrain", "pretrain"), "plan": ("cli_plan", "plan"),
 }
 
 

@@ -34,11 +34,21 @@ from pathlib import Path
 import yaml
 from magic_core import ConfigError, from_mapping, to_mapping
 from magic_core.atomic import write_text
+from magic_core.memory import parse_bytes
+from magic_core.typed_config import setting
 
 LOCAL = "local"
 BUILT_IN = "built-in"
 DEFAULT_TEMPLATE = "generic"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _size_problem(text: str) -> str | None:
+    try:
+        parse_bytes(text, "a size")
+    except ValueError:
+        return f"cannot read {text!r} as a size; write e.g. 96GB or 480GiB"
+    return None
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,16 @@ class ClusterProfile:
     """Extra srun options, e.g. ``["--cpu-bind=none"]``."""
     magic: str = "magic"
     """The driver command on the compute nodes (after ``setup``)."""
+    gpu: str | None = None
+    """The GPU model of the nodes, e.g. ``GH200`` or ``H100``: `magic plan`'s assumed speed
+    (null: not known)."""
+    gpu_memory: str | None = setting(None, check=_size_problem)
+    """Memory of one GPU, e.g. ``96GB``, which `magic plan` checks a job's peak against (null:
+    not known)."""
+    node_memory: str | None = setting(None, check=_size_problem)
+    """Host memory of one node, e.g. ``480GB``: what `magic plan` takes the host tier
+    (``attribution.host_memory: auto``) and a node's processes from when the job's
+    ``slurm.mem`` is null (null: not known)."""
 
 
 def profile_dir() -> Path:
