@@ -20,7 +20,8 @@ def test_declared_phases_are_recorded_in_the_unchanged_format(tmp_path):
             progress.advance(2)
     data = json.loads(progress.path.read_text())
     assert set(data) == {"status", "phase", "step", "total", "phases_done", "history",
-                         "last_checkpoint", "updated", "host", "pid", "slurm_job_id"}
+                         "last_checkpoint", "resumed_from", "updated", "host", "pid",
+                         "slurm_job_id"}
     assert data["status"] == "done" and data["phase"] == "done"
     assert data["phases_done"] == ["unlearn", "evaluate", "relearn"]
     assert [h["phase"] for h in data["history"]] == ["unlearn", "evaluate", "relearn", "evaluate"]
