@@ -88,6 +88,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     parser.add_argument("--every", type=float, default=3.0, help="the short interval, seconds")
+    parser.add_argument("--name", default="checkpoint-cost",
+                        help="results file stem, e.g. checkpoint-cost-before to keep a baseline")
     args = parser.parse_args()
     import torch
 
@@ -117,7 +119,7 @@ def main() -> None:
         per = short["seconds"] / short["count"]
         report["estimated_slowdown_at_default_interval"] = per / 600.0
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "checkpoint-cost.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Checkpoint cost, preset {args.preset}", "",
              f"Scores of the three runs identical: {identical}.", "",
              "| control | total s | slowdown | checkpoints | bytes written | checkpoint s |",
@@ -136,7 +138,7 @@ def main() -> None:
     if "estimated_slowdown_at_default_interval" in report:
         lines += ["", "One checkpoint's mean seconds over the default 600 s interval: "
                   f"{100 * report['estimated_slowdown_at_default_interval']:.3f} % slowdown."]
-    (RESULTS / "checkpoint-cost.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,13 +1,31 @@
-"""Fixtures of the driver tests: a real one-node Slurm cluster (tests marked `slurm`)."""
+"""Fixtures of the driver tests: a real one-node Slurm cluster (tests marked `slurm`), and
+`sibling`, which test modules use to share another test module's helpers."""
 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+
+def sibling(name: str):
+    """The test module ``name`` of this folder, imported as a plain module (for its helpers
+    and fixtures); ``--import-mode=importlib`` puts no test folder on ``sys.path``."""
+    here = str(Path(__file__).parent)
+    sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(here)
+
+
+# Test modules import `sibling` from here by this name: pytest names a conftest after its
+# path, which a test module cannot import.
+sys.modules.setdefault("driver_tests", sys.modules[__name__])
 
 # Several pytest-xdist workers may reach the Slurm tests at once; one cluster
 # at a time may run on the machine (one host name, one node).
@@ -15,13 +33,7 @@ LOCK = Path(tempfile.gettempdir()) / "magic-driver-slurm-tests.lock"
 
 
 def _slurm_module():
-    here = str(Path(__file__).parent)
-    sys.path.insert(0, here)
-    try:
-        import slurm_cluster
-    finally:
-        sys.path.remove(here)
-    return slurm_cluster
+    return sibling("slurm_cluster")
 
 
 @pytest.fixture

@@ -1,31 +1,19 @@
 """`magic status` and `magic report` on every kind of directory magic writes, built by the real
 commands on a tiny model: an unlearning run, a sweep, the demo's layout, an unfinished run."""
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import magic_unlearn as mu
 import pytest
 import yaml
 from click.testing import CliRunner
+from driver_tests import sibling
 from magic_driver.cli import main
 from magic_driver.run_unlearn import prepare, run_unlearn
 from magic_driver.unlearn_jobs import build_job
 
-
-def _sibling(name: str):
-    here = str(Path(__file__).parent)
-    sys.path.insert(0, here)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(here)
-
-
-config = _sibling("test_unlearn_cli").config  # a tiny saved model, its scores and unlearn.yaml
-_attribution_run = _sibling("test_info_cli")._attribution_run
+config = sibling("test_unlearn_cli").config  # a tiny saved model, its scores and unlearn.yaml
+_attribution_run = sibling("test_info_cli")._attribution_run
 
 
 def _invoke(*args):

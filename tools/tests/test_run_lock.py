@@ -7,7 +7,6 @@ success, a one-line error and a preemption. The runs are the tiny float64
 GPT-NeoX jobs of test_preemption_cli.
 """
 
-import importlib
 import json
 import os
 import socket
@@ -19,25 +18,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from driver_tests import sibling
 from magic_core import ConfigError
 from magic_driver import run_lock
 from magic_driver.cli import main
 from magic_driver.exit_codes import EXIT_PREEMPTED
 from magic_driver.run_lock import lock_path, process_start, run_dir_lock
 
-
-def _sibling(name: str):
-    here = str(Path(__file__).parent)
-    sys.path.insert(0, here)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(here)
-
-
-_preemption = _sibling("test_preemption_cli")
+_preemption = sibling("test_preemption_cli")
 model_dir = _preemption.model_dir  # a tiny saved model (module fixture)
-config = _sibling("test_unlearn_cli").config  # a tiny model, its scores and unlearn.yaml
+config = sibling("test_unlearn_cli").config  # a tiny model, its scores and unlearn.yaml
 write_job, magic, finish = _preemption.write_job, _preemption.magic, _preemption.finish
 HOST = socket.gethostname()
 

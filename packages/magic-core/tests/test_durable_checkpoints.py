@@ -8,21 +8,16 @@ the run directory.
 
 import json
 import os
-from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
-import magic_core as mc
 import pytest
-import torch
-from magic_core import preemption
 from magic_core.durations import parse_duration
 from magic_core.errors import ConfigError
 from magic_core.phase_checkpoint import HEADER, CheckpointError, CheckpointStore
 from magic_core.progress import ProgressFile
 from magic_core.run_control import RunControl
 
-TRAIN = mc.TrainConfig(optimizer="adam", lr=1e-2, batch_size=2, epochs=2, precision="fp64",
-                       max_seq_len=24, seed=0)
 EVERY_STEP = 1e-9  # seconds: a checkpoint after every step
 
 
@@ -47,42 +42,17 @@ class Periodic(RunControl):
 
 
 @pytest.fixture(scope="module")
-def objective(tokenizer, hazard_questions):
-    return mc.MultipleChoiceObjective(hazard_questions, tokenizer)
-
-
-@pytest.fixture(scope="module")
-def run(make_neox, tokenizer, small_corpus, objective):
-    def attribute(control=None, schedule="sqrt"):
-        attribution = mc.AttributionConfig(kept_states=schedule, device_memory="0")
-        with preemption.handle_signals(), control.progress if control else nullcontext():
-            return mc.attribute(make_neox(), tokenizer, small_corpus, objective, TRAIN,
-                                attribution, progress=False, control=control)
-    return attribute
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(run):
-    cache = {}
-
-    def get(schedule):
-        if schedule not in cache:
-            cache[schedule] = run(schedule=schedule)
-        return cache[schedule]
-    return get
-
-
-def assert_identical(got, want):
-    assert torch.equal(got.per_token, want.per_token)
-    assert got.train_losses == want.train_losses and got.query_after == want.query_after
-    assert got.replayed_steps == want.replayed_steps
+def run(resumable_run):
+    """Every kept state spilled, so that checkpoints list spill files; compared with
+    `uninterrupted`, whose kept states stay in memory."""
+    return partial(resumable_run, device_memory="0")
 
 
 def referenced(header: dict) -> dict[str, dict]:
     return {e["group"]: e for e in header["files"].values() if e.get("path")}
 
 
-def test_periodic_checkpoints_change_no_number_and_leave_nothing_behind(run, uninterrupted, tmp_path):
+def test_periodic_checkpoints_change_no_number_and_leave_nothing_behind(run, uninterrupted, tmp_path, assert_identical):
     control = Periodic(tmp_path)
     result = run(control)
     assert_identical(result, uninterrupted("sqrt"))
@@ -121,7 +91,7 @@ def test_a_spilled_state_is_referenced_not_rewritten(run, tmp_path, monkeypatch)
                                                (("backward", 2), "sqrt"),
                                                (("backward", 3), "gradients")])
 def test_a_killed_run_resumes_from_its_last_checkpoint(kill_at, schedule, run, uninterrupted,
-                                                       tmp_path):
+                                                       tmp_path, assert_identical):
     with pytest.raises(Killed):
         run(Periodic(tmp_path, kill_at), schedule)
     header = json.loads((tmp_path / "checkpoints" / HEADER).read_text())

@@ -25,6 +25,28 @@ RESTART_HELP = ("Discard the run directory's checkpoint and start over (by defau
                 "run resumes from it); over finished results (kept by default, refused if of "
                 "another job), compute new ones and swap them in once complete.")
 
+CHECKPOINT_EVERY_HELP = (
+    "Write a checkpoint to resume from at most this often (30s, 10m, 1h; 0 or off: only on "
+    "SIGTERM/SIGUSR1), so that a run killed outright loses at most that much; default: "
+    "output.checkpoint_every of the config (10m).")
+
+
+def checkpoint_every_option(command):
+    return click.option("--checkpoint-every", "checkpoint_every", metavar="DURATION", default=None,
+                        help=CHECKPOINT_EVERY_HELP)(command)
+
+
+def with_checkpoint_every(overrides: tuple[str, ...], value: str | None) -> tuple[str, ...]:
+    """``overrides`` plus ``--checkpoint-every`` as the job file's key (checked first, so that
+    a bad value is refused under the option's name)."""
+    if value is None:
+        return overrides
+    from magic_core.durations import parse_duration
+
+    parse_duration(value, "--checkpoint-every")
+    return (*overrides, f"output.checkpoint_every={json.dumps(value)}")
+
+
 # Commands kept in their own modules (name -> module, attribute), imported when
 # invoked or listed. A module that is not there (yet) leaves its command out.
 ELSEWHERE = {
@@ -199,10 +221,7 @@ def demo(out_dir: Path, device: str, quiet: bool, restart: bool):
               help="Run directory (default: output.dir of the config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--restart", is_flag=True, help=RESTART_HELP)
-@click.option("--checkpoint-every", "checkpoint_every", metavar="DURATION", default=None,
-              help="Write a checkpoint to resume from at most this often (30s, 10m, 1h; 0 or off: "
-              "only on SIGTERM/SIGUSR1), so that a run killed outright loses at most that much; "
-              "default: output.checkpoint_every of the config (10m).")
+@checkpoint_every_option
 def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool,
               restart: bool, checkpoint_every: str | None):
     """Attribute a query to every training document (and token) of a fine-tuning run.
@@ -221,12 +240,7 @@ def attribute(config: Path | None, overrides: tuple[str, ...], out_dir: Path | N
     from .quiet import library_progress_bars
     from .run_attribute import run_attribute
 
-    if checkpoint_every is not None:
-        from magic_core.durations import parse_duration
-
-        parse_duration(checkpoint_every, "--checkpoint-every")
-        overrides = (*overrides, f"output.checkpoint_every={json.dumps(checkpoint_every)}")
-    job = load_job(config, overrides)
+    job = load_job(config, with_checkpoint_every(overrides, checkpoint_every))
     with library_progress_bars(not quiet):  # also the datasets bars of loading the corpus
         manifest = run_attribute(job, out_dir, progress=not quiet, restart=restart)
     target = out_dir or Path(job.output.dir)
@@ -292,26 +306,29 @@ def datasets_show(name: str, options: tuple[str, ...], no_sample: bool):
               help="Output directory (default: output.dir of the config).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--restart", is_flag=True, help=RESTART_HELP)
+@checkpoint_every_option
 def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | None, quiet: bool,
-            restart: bool):
+            restart: bool, checkpoint_every: str | None):
     """Unlearn with one recipe; evaluate accuracy before/after and after relearning.
 
     CONFIG is a YAML file with sections model, forget, retain, scores, recipe,
     optim, eval, relearn, output (see docs/unlearning.md). Writes
     OUT/result.json, OUT/table.md, OUT/table.json and OUT/model (save_pretrained).
     SIGTERM/SIGUSR1 stop it after the current step with a checkpoint (exit
-    code 75); the same command resumes it.
+    code 75); the same command resumes it, also after SIGKILL (from the last
+    periodic checkpoint, see --checkpoint-every).
 
     \b
     Examples:
       magic unlearn unlearn.yaml
       magic unlearn unlearn.yaml --set recipe.name=gradient-ascent --set optim.lr=1e-4
+      magic unlearn unlearn.yaml --checkpoint-every 30s
     """
     from .quiet import library_progress_bars
     from .run_unlearn import run_unlearn
     from .unlearn_jobs import load_unlearn_job
 
-    job = load_unlearn_job(config, overrides)
+    job = load_unlearn_job(config, with_checkpoint_every(overrides, checkpoint_every))
     with library_progress_bars(not quiet):
         run_unlearn(job, out_dir, progress=not quiet, restart=restart)
     click.echo((Path(out_dir or job.output.dir) / "table.md").read_text().rstrip())
@@ -328,12 +345,15 @@ def unlearn(config: Path | None, overrides: tuple[str, ...], out_dir: Path | Non
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--restart", is_flag=True, help="Recompute every point, replacing finished ones "
               "(another grid's included) once each new point is complete.")
+@checkpoint_every_option
 def sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ...],
-          out_dir: Path | None, quiet: bool, restart: bool):
+          out_dir: Path | None, quiet: bool, restart: bool, checkpoint_every: str | None):
     """Run an unlearning config over a grid of values; write one table.
 
     Short keys: lr, steps, recipe, preset, selection, normalization; any
-    dotted config key works too. OUT/NNN/ holds each point's run.
+    dotted config key works too. OUT/NNN/ holds each point's run. Rerun after
+    a stop (SIGTERM/SIGUSR1, or SIGKILL: see --checkpoint-every), it keeps the
+    finished points and resumes the one it was in.
 
     \b
     Examples:
@@ -343,6 +363,7 @@ def sweep(config: Path | None, params: tuple[str, ...], overrides: tuple[str, ..
     from .quiet import library_progress_bars
     from .sweep import run_sweep
 
+    overrides = with_checkpoint_every(overrides, checkpoint_every)
     with library_progress_bars(not quiet):
         target = run_sweep(config, params, overrides, out_dir, progress=not quiet,
                            restart=restart)

@@ -166,13 +166,18 @@ def check_query_kind(spec: QuerySpec | QuerySection, kind: str, key: str = "quer
     raise ConfigError(f"{key}.dataset {spec.dataset!r} is {what}; {', or '.join(fixes)}")
 
 
+def checkpoint_every_setting():
+    """``output.checkpoint_every`` of every job kind: a duration, 10 minutes by default."""
+    return setting("10m", check=duration_problem)
+
+
 @dataclass(frozen=True)
 class OutputSection:
     """Where the run is written."""
 
     dir: str = "runs/attribution"
     """The run directory (``--out`` overrides it)."""
-    checkpoint_every: str | float | bool = setting("10m", check=duration_problem)
+    checkpoint_every: str | float | bool = checkpoint_every_setting()
     """How often the running job writes a checkpoint to resume from should it be killed
     outright (SIGKILL, out of memory, a lost node), at the next step boundary: ``30s``,
     ``10m``, ``1h``; ``0`` or ``off``: only when stopped by SIGTERM/SIGUSR1

@@ -16,6 +16,7 @@ from .jobs import (
     ModelSection,
     apply_override,
     check_kind,
+    checkpoint_every_setting,
     device_setting,
     read_mapping,
 )
@@ -91,6 +92,11 @@ class UnlearnOutput:
     """The output directory (``--out`` overrides it)."""
     save_model: bool = True
     """Write the unlearned model to ``OUT/model`` (``save_pretrained``)."""
+    checkpoint_every: str | float | bool = checkpoint_every_setting()
+    """How often the running job (each point of a sweep) writes a checkpoint to resume from
+    should it be killed outright (SIGKILL, out of memory, a lost node), at the next
+    unlearning or relearning step: ``30s``, ``10m``, ``1h``; ``0`` or ``off``: only when
+    stopped by SIGTERM/SIGUSR1 (``--checkpoint-every`` overrides it; see docs/preemption.md)."""
 
 
 @dataclass(frozen=True)

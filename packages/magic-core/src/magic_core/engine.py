@@ -392,7 +392,8 @@ class MagicEngine:
           trained state; ``query_gradient`` once the query is taken.
         * ``backward`` (backward): ``target`` (the next step to differentiate),
           ``param_cot``, ``opt_cot`` and ``weight_grads``; per rank (each holds
-          its share, see `data_parallel`).
+          its share, see `data_parallel`). Given to `load_state_dict` as None,
+          the rank starts with zero shares (one added on resume).
         * ``sharded``: the tensors are this rank's shards (see `sharding`).
 
         States are flattened by `state_tensors.to_tensors`. Kept states held
@@ -459,6 +460,14 @@ class MagicEngine:
             loop = sd["backward"]
             like = template.differentiable_tensors()  # cotangents are laid out as what they belong to
             n = len(template.params)
+            if loop["param_cot"] is None:
+                # A rank added on resume holds no share yet (the shares' sum is what counts).
+                device = self.stream.weights.device
+                loop = {**loop, "weight_grads": torch.zeros_like(self.stream.weights.detach()),
+                        "param_cot": [torch.zeros(t.shape, dtype=t.dtype, device=device)
+                                      for t in like[:n]],
+                        "opt_cot": [torch.zeros(t.shape, dtype=t.dtype, device=device)
+                                    for t in like[n:]]}
             self._state = self._query_grads = None
             self._backward = BackwardLoop(
                 loop["target"],

@@ -16,6 +16,11 @@ step, and later checkpoints list that same file. A group given as a
 its path and the digest computed when it was written; the store's
 ``referenced`` then names such files, which their owner must keep.
 
+A checkpoint is durable once its header is: every file it lists is flushed
+to disk (``fsync``) and so is the directory entry naming it, before the
+header is written, flushed and renamed into place (see `atomic`). A machine
+that loses power then finds the last header and every file it lists.
+
 Loading checks the header, the fingerprint and every file's size and sha256.
 A truncated, corrupted or foreign checkpoint raises `CheckpointError` (one
 line naming the file and the fix) instead of being used.
@@ -24,6 +29,13 @@ Under torch.distributed, tensors every rank holds alike are written once, by
 rank 0 (``Snapshot.shared``); tensors that differ per rank (cotangent shares)
 go to one file per rank (``Snapshot.per_rank``). The run directory must be
 on a filesystem every rank sees, as for the run's other outputs.
+
+The world size is not part of the fingerprint. A checkpoint of ``n`` ranks
+loaded by ``m`` ranks gives rank ``r`` the per-rank tensors of the saved
+ranks ``s`` with ``s % m == r`` (``Checkpoint.per_rank_parts``, none when
+``r >= n``), for the caller to combine (cotangent shares add up); a snapshot
+whose per-rank tensors only make sense for its own world size (``world_bound``:
+a sharded run's shards) is refused in one line naming both sizes.
 """
 
 from __future__ import annotations
@@ -41,15 +53,16 @@ import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_path, fsync_dir, write_json
 from .errors import ConfigError
 from .fingerprint import digest, file_sha256
 from .progress import now_iso
 from .state_files import StoredFile
 
-# 3: files listed by reference (lasting groups, spilled states); 2 rewrote every group each
-# time; 1 had one layout per phase.
-FORMAT = 3
+# 4: the world size outside the fingerprint (a run may resume on other ranks); 3: files listed
+# by reference (lasting groups, spilled states); 2 rewrote every group each time; 1 had one
+# layout per phase.
+FORMAT = 4
 HEADER = "checkpoint.json"
 FIX = "rerun with --restart (or delete {directory}) to start over"
 log = logging.getLogger(__name__)
@@ -68,6 +81,8 @@ class Snapshot:
     per_rank: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # small and JSON-able
     lasting: set[str] = field(default_factory=set)  # groups whose tensors never change
+    # The per-rank tensors are meaningless to another world size (shards, not shares).
+    world_bound: bool = False
 
 
 @dataclass
@@ -82,6 +97,14 @@ class Checkpoint:
     written: str
     # Shared groups listed by reference (spilled states): verified, left for their owner to read.
     files: dict[str, StoredFile] = field(default_factory=dict)
+    saved_world_size: int = 1
+    # This rank's part of the saved ranks' per-rank tensors: the saved ranks s with
+    # s % world_size == rank, in order (``per_rank`` is the first, or empty).
+    per_rank_parts: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.per_rank_parts and self.per_rank:
+            self.per_rank_parts = [self.per_rank]  # saved and loaded on the same world size
 
 
 def _storable(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,7 +128,7 @@ class CheckpointStore:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         # Callers add what they know (job config, model, data) before the first save or load.
-        self.fingerprint: dict = {"world_size": self.world_size, **(fingerprint or {})}
+        self.fingerprint: dict = dict(fingerprint or {})
         # Lasting groups on disk: group -> (name in the header, entry); rank 0's.
         self._lasting: dict[str, tuple[str, dict]] = {}
         self.referenced: set[Path] = set()  # files outside the directory the header lists
@@ -124,7 +147,8 @@ class CheckpointStore:
 
     # -- saving ------------------------------------------------------------------
     def _write(self, name: str, tensors: dict[str, torch.Tensor], group: str | None) -> dict:
-        with atomic_path(self.directory / name) as tmp:
+        # Flushed now; the directory entry with the others' before the header (`save`).
+        with atomic_path(self.directory / name, durable=True, publish=False) as tmp:
             save_file(_storable(tensors), str(tmp))
             size = tmp.stat().st_size
             entry = {"sha256": file_sha256(tmp), "bytes": size, "group": group,
@@ -163,6 +187,10 @@ class CheckpointStore:
         if snapshot.per_rank:
             name = f"{prefix}-rank{self.rank:04d}.safetensors"
             files[name] = self._write(name, snapshot.per_rank, None)
+        # The names of this rank's new files, and of the spills listed, on disk for good.
+        for folder in {self.directory} | {Path(e["path"]).parent for e in files.values()
+                                          if e.get("path")}:
+            fsync_dir(folder)
         if self.world_size > 1:
             gathered: list[dict] = [{} for _ in range(self.world_size)]
             dist.all_gather_object(gathered, files)
@@ -170,10 +198,11 @@ class CheckpointStore:
         if self.rank == 0:
             write_json(self.header, {
                 "format": FORMAT, "phase": phase, "step": step, "total": total,
-                "world_size": self.world_size, "written": now_iso(), "host": socket.gethostname(),
+                "world_size": self.world_size, "world_bound": snapshot.world_bound,
+                "written": now_iso(), "host": socket.gethostname(),
                 "fingerprint_digest": digest(self.fingerprint), "fingerprint": self.fingerprint,
                 "files": files, "meta": snapshot.meta,
-            })
+            }, durable=True)
             for stale in self.directory.iterdir():
                 if stale.name != HEADER and stale.name not in files:
                     stale.unlink(missing_ok=True)
@@ -224,17 +253,34 @@ class CheckpointStore:
         raise self._error(f"checkpoint {self.directory} belongs to a different job "
                           f"({', '.join(differ) or 'fingerprint'} differ)")
 
+    def _check_world_size(self, header: dict) -> int:
+        """The saved world size; refused where its per-rank tensors cannot be regrouped."""
+        saved = header.get("world_size", 1)
+        if saved != self.world_size and header.get("world_bound"):
+            raise CheckpointError(
+                f"checkpoint {self.directory} holds the shards of a sharded (fsdp) run on {saved} "
+                f"rank(s) and this run has {self.world_size}; rerun on {saved} rank(s) to resume, "
+                f"or with --restart (or delete {self.directory}) to start over")
+        return saved
+
+    def _mine(self, rank: int | None, saved: int) -> bool:
+        """Whether this rank reads a file of saved rank ``rank`` (None: shared)."""
+        if rank is None:
+            return True
+        return rank == self.rank if saved == self.world_size else rank % self.world_size == self.rank
+
     def _load_here(self, device: torch.device) -> Checkpoint | None:
         if not self.exists():
             return None
         header = self._read_header()
         self._check_fingerprint(header)
+        saved = self._check_world_size(header)
         shared: dict[str, dict[str, torch.Tensor]] = {}
-        per_rank: dict[str, torch.Tensor] = {}
+        parts: dict[int, dict[str, torch.Tensor]] = {}
         files: dict[str, StoredFile] = {}
         lasting, referenced = {}, set()
         for name, entry in header["files"].items():
-            if entry["rank"] not in (None, self.rank):
+            if not self._mine(entry["rank"], saved):
                 continue
             path = Path(entry["path"]) if entry.get("path") else self.directory / name
             if not path.is_file():
@@ -260,10 +306,12 @@ class CheckpointStore:
             if entry["rank"] is None:
                 shared[entry["group"]] = tensors
             else:
-                per_rank = tensors
+                parts[entry["rank"]] = tensors
         self._lasting, self.referenced = lasting, referenced
-        return Checkpoint(header["phase"], header["step"], header["total"], shared, per_rank,
-                          header.get("meta", {}), self.directory, header.get("written", ""), files)
+        per_rank_parts = [parts[r] for r in sorted(parts)]
+        return Checkpoint(header["phase"], header["step"], header["total"], shared,
+                          per_rank_parts[0] if per_rank_parts else {}, header.get("meta", {}),
+                          self.directory, header.get("written", ""), files, saved, per_rank_parts)
 
     # -- removal -----------------------------------------------------------------
     def clear(self) -> None:

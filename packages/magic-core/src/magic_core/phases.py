@@ -22,12 +22,20 @@ Tensors every rank holds alike (the states of a data-parallel run) are
 written once; the cotangents and data-weight gradients (each rank's share,
 see `data_parallel`) and everything of a sharded run (each rank's shards,
 see `sharding`) go to one file per rank.
+
+A data-parallel run may resume on another number of ranks: only the sums
+of the shares matter, so a rank adds up the shares of the saved ranks it
+takes over (``s % world_size == rank``) and a rank that takes over none
+starts from zero shares. The scores then differ from the uninterrupted
+run's by the order of floating-point sums (within 1e-10 relative in
+float64), as a run on another world size does anyway. A sharded run's
+shards are laid out for their world size: that checkpoint is refused.
 """
 
 from __future__ import annotations
 
 import logging
-from functools import partial
+from functools import partial, reduce
 from pathlib import Path
 
 import torch
@@ -73,7 +81,7 @@ def snapshot(state_dict: dict) -> Snapshot:
         for group in [g for g in groups if g != "log"]:
             for key, t in groups.pop(group).items():
                 per_rank[f"{group}/{key}"] = t
-    return Snapshot(groups, per_rank, meta, lasting)
+    return Snapshot(groups, per_rank, meta, lasting, world_bound=bool(sd["sharded"]))
 
 
 def _group(checkpoint: Checkpoint, name: str):
@@ -107,11 +115,21 @@ def state_dict_of(checkpoint: Checkpoint) -> dict:
               state=_group(checkpoint, "state") or None,
               query_gradient=_group(checkpoint, "query") or None)
     if checkpoint.phase == "backward":
-        per_rank = checkpoint.per_rank
-        sd["backward"] = {"target": meta["target"], "weight_grads": per_rank["weight_grads"],
-                          "param_cot": _listed(per_rank, "cot.param."),
-                          "opt_cot": _listed(per_rank, "cot.opt.")}
+        sd["backward"] = {"target": meta["target"], **_shares(checkpoint.per_rank_parts)}
     return sd
+
+
+def _shares(parts: list[dict[str, torch.Tensor]]) -> dict:
+    """This rank's cotangent shares and data-weight gradients: the sums of the saved ranks'
+    it takes over (one part: as saved, bit for bit); None where it takes over none."""
+    if not parts:
+        return {"weight_grads": None, "param_cot": None, "opt_cot": None}
+
+    def added(tensors):
+        return reduce(torch.add, tensors)
+    return {"weight_grads": added([p["weight_grads"] for p in parts]),
+            "param_cot": [added(ts) for ts in zip(*(_listed(p, "cot.param.") for p in parts))],
+            "opt_cot": [added(ts) for ts in zip(*(_listed(p, "cot.opt.") for p in parts))]}
 
 
 def _after_step(control: RunControl, run, phase: str, done: int, total: int) -> None:

@@ -128,9 +128,11 @@ def _copy_into(buf: mmap.mmap, at: int, flat: torch.Tensor) -> None:
 
 
 def write_state(path: Path, tensors: dict[str, torch.Tensor], pool: BufferPool, *,
-                digest: bool = False) -> StoredFile:
+                digest: bool = False, sync: bool = False) -> StoredFile:
     """Write ``tensors`` to ``path``; with ``digest`` the sha256 of the bytes written, computed
-    from the buffer once here (a checkpoint referring to the file never reads it back)."""
+    from the buffer once here (a checkpoint referring to the file never reads it back); with
+    ``sync`` the file is flushed to disk before this returns (its directory entry is the
+    checkpoint's to flush)."""
     header, placed, size = _layout(tensors)
     buf = pool.get(size)
     buf[: len(header)] = header
@@ -141,6 +143,8 @@ def write_state(path: Path, tensors: dict[str, torch.Tensor], pool: BufferPool, 
     try:
         with memoryview(buf) as view:
             written = _transfer(fd, view[:size], write=True)
+        if sync:
+            os.fsync(fd)  # direct I/O skips the page cache, not the file's metadata
     finally:
         os.close(fd)
     if written != size:

@@ -25,7 +25,8 @@ same budgets, so states and gradients together stay within them.
 
 A store made **durable** (`make_durable`, by a run that writes phase
 checkpoints) spills into a folder tied to the run, under unique names, and
-records each file's sha256 as it writes it; a checkpoint then lists the file
+records each file's sha256 as it writes it (and flushes the file to disk);
+a checkpoint then lists the file
 instead of writing the state again (`file_of`). Such files outlive their use
 in the backward: they are deleted once no checkpoint refers to them
 (`collect`), or with the run's checkpoint when the run ends.
@@ -50,7 +51,7 @@ from torch.distributed.tensor import DTensor
 from torchopt.pytree import tree_map
 
 from . import state_tensors
-from .memory import available_host_memory
+from .memory import host_memory_share
 from .sharding import local_shard
 from .state_files import BufferPool, StoredFile, read_state, write_state
 
@@ -115,14 +116,15 @@ def default_budgets(device: torch.device) -> tuple[int, int]:
     """(device bytes, host bytes) for kept states when the config says ``auto``.
 
     A GPU's memory is left to the backward's own working set (the states go
-    to host memory instead); host memory may take half of what is available.
+    to host memory instead); host memory may take half of this rank's share of
+    what is available (the node's free memory divided among its ranks).
     A CPU run keeps up to `CPU_MEMORY_BUDGET` in memory and spills the rest,
     which kept the backward's peak at 1.9x training's on the cpu benchmark
     preset and 1.3x on cpu-small (`benchmarks/attribution.py`); small runs stay in memory.
     """
     if device.type == "cuda":
-        return 0, available_host_memory() // 2
-    return min(CPU_MEMORY_BUDGET, available_host_memory() // 2), 0
+        return 0, host_memory_share() // 2
+    return min(CPU_MEMORY_BUDGET, host_memory_share() // 2), 0
 
 
 # Tensors of a kept entry that live on the run's device; the rest (RNG states,
@@ -254,10 +256,10 @@ class StateStore(dict):
                 if target is None:
                     return self._to_host(tensors, ready)
                 if side is None or ready is None:
-                    return write_state(target, tensors, self._pool, digest=digest)
+                    return write_state(target, tensors, self._pool, digest=digest, sync=digest)
                 with torch.cuda.stream(side):
                     side.wait_event(ready)
-                    return write_state(target, tensors, self._pool, digest=digest)
+                    return write_state(target, tensors, self._pool, digest=digest, sync=digest)
             finally:
                 self._pending.release()
 
