@@ -10,15 +10,14 @@ this checks that the fit holds on new ones, not that it generalises);
 ``cpu-wide`` is a shape it was not fitted to.
 
     python benchmarks/plan_accuracy.py               # ~4 min on 2 cores (3 runs each)
+    python benchmarks/plan_accuracy.py --calibrate   # new calibration runs of cpu and cpu-small
     python benchmarks/plan_accuracy.py --fit         # the CPU rate fitted to the calibration runs
 
-The calibration runs (the median of 3 runs of each preset, on the machine
-`plan_time.CPU` describes)::
-
-    python benchmarks/attribution.py --preset cpu-small --only magic_core --repeat 3 \
-        --json benchmarks/results/plan-calibration-cpu-small.json
-    python benchmarks/attribution.py --preset cpu --only magic_core --repeat 3 \
-        --json benchmarks/results/plan-calibration-cpu.json
+Calibration and check read runs alike: each phase's seconds are the median
+over fresh runs of the same `measure` (an earlier calibration took the
+seconds of the run whose total over its bracketing plain runs was the
+median: on a drifting machine that was the slowest of its three cpu-small
+runs, and the fit predicted 1.27x the check's training time).
 """
 
 from __future__ import annotations
@@ -69,13 +68,37 @@ def predicted(cfg: dict) -> dict:
         return json.loads(out.read_text())
 
 
+PHASES = ("train", "query", "backward", "total")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def median_run(cfg: dict, repeat: int) -> dict:
-    """The run of median total time of ``repeat`` fresh ones (this machine drifts)."""
-    runs = sorted((measure("magic_core", cfg, "cpu") for _ in range(repeat)),
-                  key=lambda r: r["total"])
-    run = runs[(len(runs) - 1) // 2]
-    run["totals"] = [r["total"] for r in runs]
+    """``repeat`` fresh runs: each phase's median seconds and peak (this machine drifts),
+    the schedule and counts of the first, and every run's seconds."""
+    runs = [measure("magic_core", cfg, "cpu") for _ in range(repeat)]
+    run = dict(runs[0])
+    for phase in PHASES:
+        run[phase] = _median([r[phase] for r in runs])
+    run["peak_gib"] = {p: _median([r["peak_gib"][p] for r in runs]) for p in runs[0]["peak_gib"]}
+    run["totals"] = sorted(r["total"] for r in runs)
+    run["runs"] = [{p: r[p] for p in PHASES} for r in runs]
     return run
+
+
+def calibrate(names: list[str], repeat: int) -> None:
+    """Measure the presets `plan_time.CPU` is fitted to; writes results/plan-calibration-*.json."""
+    for name in names:
+        run = median_run(CONFIGS[name], repeat)
+        data = {"preset": name, "config": CONFIGS[name], "device": "cpu", "repeat": repeat,
+                "statistic": "median of each phase over fresh runs", "magic_core": run}
+        (RESULTS / f"plan-calibration-{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+        print(f"{name}: train {run['train']:.2f} s, backward {run['backward']:.2f} s "
+              f"(runs: {', '.join(f'{t:.2f}' for t in run['totals'])})", flush=True)
 
 
 def compare(names: list[str], repeat: int) -> dict:
@@ -103,8 +126,8 @@ def compare(names: list[str], repeat: int) -> dict:
 
 def table(data: dict) -> str:
     lines = ["# `magic plan` against measured runs (CPU)", "",
-             "Predicted / measured (the median of "
-             f"{data['repeat']} runs), and their ratio; peak memory is the process's resident "
+             "Predicted / measured (each phase's median of "
+             f"{data['repeat']} fresh runs), and their ratio; peak memory is the process's resident "
              "memory (imports included). Written by `benchmarks/plan_accuracy.py`; the range is "
              "the measured totals (training + query + backward).", "",
              "| config | schedule | train s | backward s | train peak GiB | backward peak GiB "
@@ -123,14 +146,15 @@ def table(data: dict) -> str:
 
 def fit_from_results() -> dict:
     """The CPU rate solving the committed calibration runs of cpu and cpu-small
-    (`plan_time.fit`; results/plan-calibration-*.json, the median of 3 `magic_core` runs)."""
+    (`plan_time.fit`; results/plan-calibration-*.json, each phase's median of 3 runs)."""
     from magic_driver.plan_time import Work, fit
 
     runs = []
     for name in ("cpu", "cpu-small"):
         plan = predicted(CONFIGS[name])
         result = json.loads((RESULTS / f"plan-calibration-{name}.json").read_text())
-        measured = result["results"]["magic_core"]
+        # Calibrations before --calibrate were attribution.py's output (results.magic_core).
+        measured = result.get("magic_core") or result["results"]["magic_core"]
         runs.append((Work(
             flops_per_step=plan["time"]["flops_per_step_per_rank"], layers=plan["model"]["layers"],
             traffic_per_step=0.0, steps=plan["run"]["steps"],
@@ -146,7 +170,13 @@ def main():
     parser.add_argument("--repeat", type=int, default=3,
                         help="measure each config this many times; compare with the median")
     parser.add_argument("--fit", action="store_true", help="print the fitted CPU rate and stop")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure the calibration presets (cpu, cpu-small) and stop")
     args = parser.parse_args()
+    if args.calibrate:
+        calibrate(["cpu-small", "cpu"], args.repeat)
+        print(json.dumps(fit_from_results(), indent=2))
+        return
     if args.fit:
         print(json.dumps(fit_from_results(), indent=2))
         return

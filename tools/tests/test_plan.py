@@ -151,8 +151,10 @@ def test_auto_resolves_to_all_then_gradients_then_sqrt_as_room_shrinks(home, mon
     # Sharded runs cannot apply kept gradients again: all on disk if it has room, else sqrt.
     sharded = ("--set", "attribution.device_memory=0B", "--set", "slurm.tasks_per_node=2",
                "--set", "attribution.sharding=fsdp")
-    # The engine asks the spill directory's disk; one not created yet counts as no room.
-    assert plan(job, *sharded)[0]["schedule"]["resolved"] == "sqrt"
+    # A spill directory not created yet has its nearest existing parent's room (the store
+    # creates it), as one that exists.
+    assert not (home / "spill").exists()
+    assert plan(job, *sharded)[0]["schedule"]["resolved"] == "all"
     (home / "spill").mkdir()
     assert plan(job, *sharded)[0]["schedule"]["resolved"] == "all"
     import magic_core.keep_schedule as keep_schedule
@@ -161,6 +163,19 @@ def test_auto_resolves_to_all_then_gradients_then_sqrt_as_room_shrinks(home, mon
     squeezed, _, _ = plan(job, *sharded)
     assert squeezed["schedule"]["resolved"] == "sqrt"
     assert squeezed["schedule"]["replayed_steps"] > 0
+
+
+def test_the_ranks_of_a_node_share_its_memory_budget(home):
+    """Each rank's auto budget is half of its share of the node's memory, as
+    `magic_core.state_store.default_budgets` computes it under torchrun or srun."""
+    gpus = {"device": "auto", "slurm": {"tasks_per_node": 4, "gpus_per_node": 4}}
+    job = str(job_file(home, model_dir(home, TINY, "tiny"), **gpus))
+    data, _, _ = plan(job, "--cluster", "h100")  # nodes of 512 GiB
+    assert data["schedule"]["budgets_per_rank"] == {"device": 0, "host": 64 * 2**30}
+    (home / "profiles" / "small-cpu.yaml").write_text("node_memory: 512MiB\n")
+    cpus = str(job_file(home, model_dir(home, TINY, "tiny"), slurm={"tasks_per_node": 4}))
+    data, _, _ = plan(cpus, "--cluster", "small-cpu")
+    assert data["schedule"]["budgets_per_rank"] == {"device": 64 * 2**20, "host": 0}
 
 
 class _Usage:
@@ -202,10 +217,10 @@ def test_host_memory_warning_names_attribution_host_memory(home):
 
 
 def test_disk_warnings_name_spill_dir_and_output_dir(home, monkeypatch):
-    import magic_driver.plan_job as plan_job
+    import magic_core.keep_schedule as keep_schedule
 
     job = _medium_job(home, attribution={"device_memory": "0", "kept_states": "all"})
-    monkeypatch.setattr(plan_job.shutil, "disk_usage", lambda path: _Usage(free=2**30))
+    monkeypatch.setattr(keep_schedule.shutil, "disk_usage", lambda path: _Usage(free=2**30))
     data, _, _ = plan(job)
     lines = [w for w in data["warnings"] if w.startswith("disk")]
     assert any("set attribution.spill_dir to a disk with" in w for w in lines), lines

@@ -45,6 +45,8 @@ def test_preset_is_a_valid_typed_job_without_unknown_keys(name):
             ("sgd", 1e-4, 4, 42)
         assert job.train.precision == "fp32"
         assert job.slurm.tasks_per_node == job.slurm.gpus_per_node == 4
+        # The seed's ranks sharded the model (simple FSDP), as the presets' comments say.
+        assert job.attribution.sharding == "fsdp" and "sharded (fsdp)" in preset.text
     else:
         assert job.optim.preset == what
         assert job.scores.forget == "runs/attr-forget"

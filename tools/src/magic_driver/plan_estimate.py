@@ -7,7 +7,7 @@ from functools import lru_cache
 
 from magic_core import ConfigError, get_optimizer, resolve_precision
 from magic_core.batch_stream import check_rows_per_rank
-from magic_core.keep_schedule import kept_in_training, resolve_schedule
+from magic_core.keep_schedule import resolve_schedule
 
 from . import plan_memory as pm
 from . import plan_model as model_sizes
@@ -46,7 +46,25 @@ class Plan:
     rate: pt.Rate | None
     flops_per_step: float
     spill_bytes_per_rank: int
-    checkpoint_bytes: int
+    checkpoint_bytes: int  # the checkpoint folder at its largest, spill files it lists excluded
+
+    @property
+    def durable_spill_bytes(self) -> int:
+        """Rank 0's spill of an unsharded run, kept for its checkpoints (`magic_core.phases`):
+        in the run directory's ``kept-states`` (in ``attribution.spill_dir`` when set)."""
+        return 0 if self.sharded else self.spill_bytes_per_rank
+
+    @property
+    def output_disk_bytes(self) -> int:
+        """What the output directory's disk takes: checkpoints, and rank 0's spill there."""
+        spilled_there = self.job.attribution.spill_dir is None
+        return self.checkpoint_bytes + (self.durable_spill_bytes if spilled_there else 0)
+
+    @property
+    def spill_disk_bytes_per_node(self) -> int:
+        """What the spill folder's disk takes on the busiest node (node 0)."""
+        elsewhere = self.durable_spill_bytes if self.job.attribution.spill_dir is None else 0
+        return self.spill_bytes_per_rank * self.where.ranks_per_node - elsewhere
 
     @property
     def sharded(self) -> bool:
@@ -76,16 +94,36 @@ def _traffic(size: model_sizes.StateSize, at: Where, sharded: bool) -> float:
     return 2 * share * (size.parameter_bytes if sharded else size.gradient_bytes)
 
 
-def _checkpoint_bytes(size: model_sizes.StateSize, kept: int, placed: Placement, at: Where,
-                      sharded: bool) -> int:
-    """The largest phase checkpoint (`magic_core.phases.snapshot`), whole run: after the
-    query, every kept state, the trained state, the kept gradients and the query gradient;
-    in the backward, the kept states and every rank's cotangents (a data-parallel rank
-    holds a share of whole cotangents; a sharded one its shard)."""
-    gradients = sum(placed.gradients.values()) * size.gradient_bytes
-    after_query = (kept + 1) * size.bytes + gradients + size.parameter_bytes
-    cotangents = size.bytes * (1 if sharded else at.ranks)
-    return max(after_query, kept * size.bytes + gradients + cotangents)
+def _checkpoint_bytes(size: model_sizes.StateSize, placed: Placement, replayed: Replay,
+                      at: Where, sharded: bool, weight_bytes: int) -> int:
+    """The most a run's checkpoint folder holds (`magic_core.phase_checkpoint`, FORMAT 3),
+    all ranks together.
+
+    Unsharded, rank 0 spills kept states durably and a checkpoint lists those files
+    (counted once, as spill); what lives in memory (kept states, kept gradients, the
+    query gradient, replayed states) is written once and listed again; the current
+    state and each rank's cotangents are rewritten, the new file beside the old until
+    it replaces it. Sharded, every checkpoint rewrites each rank's shards of everything
+    it holds (spilled states read back included), beside the previous checkpoint's.
+    """
+    state = size.spill_file_bytes_per_rank  # a state's file: tensors, counters, RNG, header
+    gradient = size.gradient_bytes_per_rank + model_sizes.SPILL_FILE_OVERHEAD
+    query = size.parameter_bytes_per_rank + model_sizes.SPILL_FILE_OVERHEAD
+    cotangents = size.bytes_per_rank + weight_bytes  # a rank's: its share, its weights' gradient
+    kept = sum(placed.states.values())
+    # The backward's: stack states and gradients in memory (and on disk) after a step.
+    stacks = replayed.after_steps or ((0, 0, 0, 0),)
+    if sharded:
+        after_query = (kept + 1) * state + query
+        backward = max((s_mem + s_disk) * state + (g_mem + g_disk) * gradient
+                       for s_mem, s_disk, g_mem, g_disk in stacks) + cotangents
+        return 2 * at.ranks * max(after_query, backward)
+    in_memory = ((placed.states["device"] + placed.states["host"]) * state
+                 + (placed.gradients["device"] + placed.gradients["host"]) * gradient)
+    after_query = in_memory + query + 2 * state
+    backward = max(s_mem * state + g_mem * gradient for s_mem, _, g_mem, _ in stacks) \
+        + 2 * at.ranks * cotangents
+    return max(after_query, backward)
 
 
 def estimate(job: AttributeJob, at: Where) -> Plan:
@@ -104,7 +142,7 @@ def estimate(job: AttributeJob, at: Where) -> Plan:
     schedule = resolve_schedule(job.attribution.kept_states, steps, size.bytes_per_rank, room,
                                 job.attribution.spill_dir, gradients_apply=not sharded)
     placed = place(steps, schedule, size.bytes_per_rank, size.gradient_bytes_per_rank, room)
-    replayed = replay(steps, schedule, placed.tier_of_state)
+    replayed = replay(steps, schedule, placed.tier_of_state, placed.tier_of_gradient)
     dtype_bytes = 8 if job.train.precision == "fp64" else 4
     step = pm.Step(rows_per_rank(job.train.batch_size, at.ranks), job.train.max_seq_len,
                    dtype_bytes)
@@ -117,7 +155,8 @@ def estimate(job: AttributeJob, at: Where) -> Plan:
     backward = pm.backward_peak(shape, size, step, placed, replayed, sharded=sharded, cpu=cpu,
                                 weights=weight_count * dtype_bytes)
     flops = model_sizes.flops_per_token(shape, step.seq) * step.rows * step.seq
-    rate = pt.CPU if cpu else pt.gpu_rate(at.gpu or "", job.train.precision)
+    rate = pt.cpu_rate(at.ranks_per_node) if cpu else pt.gpu_rate(at.gpu or "",
+                                                                  job.train.precision)
     seconds = None
     if rate is not None:
         if at.nodes > 1:
@@ -129,10 +168,9 @@ def estimate(job: AttributeJob, at: Where) -> Plan:
     gradient_file = size.gradient_bytes_per_rank + model_sizes.SPILL_FILE_OVERHEAD
     spill = (placed.states["disk"] * size.spill_file_bytes_per_rank
              + placed.gradients["disk"] * gradient_file)
-    kept = len(kept_in_training(steps, schedule))
     return Plan(job, at, shape, corpus, steps, size, room, schedule, placed, replayed, training,
                 backward, seconds, rate, flops, spill,
-                _checkpoint_bytes(size, kept, placed, at, sharded))
+                _checkpoint_bytes(size, placed, replayed, at, sharded, weight_count * dtype_bytes))
 
 
 def _between_nodes(rate: pt.Rate) -> pt.Rate:

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from magic_core import ConfigError
+from magic_core.keep_schedule import disk_free
 from magic_core.memory import available_host_memory, parse_bytes
 
 from .clusters import LOCAL, ClusterProfile
@@ -65,18 +64,6 @@ def slurm_memory(text: str) -> int:
     return number * 1024 ** "KMGT".index(unit) * 1024
 
 
-def free_bytes(path: str | Path) -> int | None:
-    """Free space of the file system holding ``path`` (or its nearest existing folder)."""
-    target = Path(path).absolute()
-    for folder in [target, *target.parents]:
-        if folder.exists():
-            try:
-                return shutil.disk_usage(folder).free
-            except OSError:
-                return None
-    return None
-
-
 def _local_gpu() -> tuple[str, int] | None:
     import torch
 
@@ -110,18 +97,18 @@ def where(job: AttributeJob, profile: ClusterProfile, cluster: str) -> Where:
     return Where(
         nodes=slurm.nodes, ranks_per_node=slurm.tasks_per_node, gpu=gpu, gpu_memory=gpu_memory,
         node_memory=node_memory, memory_limit=limit, memory_limit_key=limit_key,
-        spill_free=free_bytes(spill) if spill is not None else None,
+        spill_free=disk_free(spill) if spill is not None else None,
         spill_where=spill if spill is not None else "the compute nodes' $TMPDIR",
-        output_free=free_bytes(job.output.dir), output_where=job.output.dir,
+        output_free=disk_free(job.output.dir), output_where=job.output.dir,
     )
 
 
 def budgets(job: AttributeJob, at: Where) -> dict[str, int]:
     """Each rank's kept-state budgets as the engine resolves them
-    (`magic_core.state_store.default_budgets`); host memory counts on GPUs only."""
+    (`magic_core.state_store.default_budgets`): half of its share of the node's memory
+    (`magic_core.memory.host_memory_share`); host memory counts on GPUs only."""
     device, host = job.attribution.budget("device_memory"), job.attribution.budget("host_memory")
-    # Every rank of a node sees the same available memory and takes half of it.
-    half = (at.node_memory or 0) // 2
+    half = (at.node_memory or 0) // at.ranks_per_node // 2
     if at.gpu is not None:
         return {"device": 0 if device is None else device, "host": half if host is None else host}
     return {"device": min(CPU_MEMORY_BUDGET, half) if device is None else device, "host": 0}

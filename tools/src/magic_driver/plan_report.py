@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .plan_estimate import Plan
 from .plan_job import CPU_MEMORY_BUDGET
 from .plan_warnings import duration, gib
@@ -25,11 +23,6 @@ def notes(plan: Plan) -> list[str]:
     if at.memory_limit is None:
         found.append("host memory of a node is not known: set node_memory in the cluster profile "
                      "or slurm.mem to check it")
-    spill_dir = plan.job.attribution.spill_dir
-    if (plan.sharded and plan.job.attribution.kept_states == "auto" and spill_dir is not None
-            and not Path(spill_dir).is_dir()):
-        found.append(f"attribution.spill_dir {spill_dir} does not exist yet: a sharded run's "
-                     "auto then counts no disk room (sqrt over all); create it first")
     if at.spill_free is None:
         found.append(f"free disk in {at.spill_where} is not known here; spilled states need it")
     if plan.rate is None:
@@ -69,9 +62,11 @@ def to_json(plan: Plan, warnings: list[str], source: dict) -> dict:
                      "replayed_updates": plan.replayed.replayed_updates,
                      "states_held_in_backward": plan.replayed.states_in_memory,
                      "spill_bytes_per_rank": plan.spill_bytes_per_rank,
-                     "spill_bytes_per_node": plan.spill_bytes_per_rank * at.ranks_per_node,
+                     "spill_bytes_per_node": plan.spill_disk_bytes_per_node,
+                     "durable_spill_bytes": plan.durable_spill_bytes,
                      "spill_dir": at.spill_where, "spill_free_bytes": at.spill_free,
                      "checkpoint_bytes": plan.checkpoint_bytes,
+                     "output_disk_bytes": plan.output_disk_bytes,
                      "output_free_bytes": at.output_free},
         "memory": {"per": "GPU (allocated)" if at.gpu else "rank (resident)",
                    "train_bytes": plan.training.bytes, "backward_bytes": plan.backward.bytes,
@@ -91,6 +86,16 @@ def _tiers(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {tier}" for tier, n in counts.items() if n) or "none"
 
 
+def _disk(plan: Plan) -> str:
+    at = plan.where
+    spill = f"spill {gib(plan.spill_disk_bytes_per_node)} a node in {at.spill_where}"
+    if plan.output_disk_bytes > plan.checkpoint_bytes:
+        spill = (f"spill {gib(plan.durable_spill_bytes)} of rank 0 in {at.output_where}/kept-states"
+                 + (f", {gib(plan.spill_disk_bytes_per_node)} a node in {at.spill_where}"
+                    if plan.spill_disk_bytes_per_node else ""))
+    return f"{spill}; checkpoints up to {gib(plan.checkpoint_bytes)} in {at.output_where}"
+
+
 def table(plan: Plan) -> str:
     job, at, size = plan.job, plan.where, plan.size
     per = "rank" if at.ranks > 1 else "run"
@@ -108,15 +113,13 @@ def table(plan: Plan) -> str:
                         f"{_tiers(plan.placed.states)}; gradients: {_tiers(plan.placed.gradients)}"),
         ("budgets per rank", f"device {gib(plan.budgets['device'])}, host "
                              f"{gib(plan.budgets['host'])}"
-                             + (" (CPU: 128 MiB or half the memory)" if at.gpu is None
+                             + (" (CPU: 128 MiB or half the rank's share of the memory)" if at.gpu is None
                                 and job.attribution.device_memory == "auto"
                                 and plan.budgets["device"] == CPU_MEMORY_BUDGET else "")),
         ("backward replays", f"{plan.replayed.replayed_steps} steps, "
                              f"{plan.replayed.replayed_updates} updates; "
                              f"{plan.replayed.states_in_memory} states held at once"),
-        ("disk", f"spill {gib(plan.spill_bytes_per_rank * at.ranks_per_node)} a node in "
-                 f"{at.spill_where}; checkpoint up to {gib(plan.checkpoint_bytes)} in "
-                 f"{at.output_where}"),
+        ("disk", _disk(plan)),
         (f"peak memory per {'GPU' if at.gpu else 'rank'}",
          f"training {gib(plan.training.bytes)}, backward {gib(plan.backward.bytes)}"
          + (f" (of {gib(at.gpu_memory)})" if at.gpu and at.gpu_memory else "")),

@@ -32,6 +32,7 @@ class Placement:
     gradients: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
     bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIERS, 0))
     tier_of_state: dict[int, str] = field(default_factory=dict)
+    tier_of_gradient: dict[int, str] = field(default_factory=dict)
 
 
 def place(n_steps: int, schedule: str, state_bytes: int, gradient_bytes: int,
@@ -55,7 +56,7 @@ def place(n_steps: int, schedule: str, state_bytes: int, gradient_bytes: int,
         if i in keep:
             placed.tier_of_state[i] = put(state_bytes, placed.states)
         if i in keep_gradient:
-            put(gradient_bytes, placed.gradients)
+            placed.tier_of_gradient[i] = put(gradient_bytes, placed.gradients)
     return placed
 
 
@@ -70,10 +71,14 @@ class Replay:
     states_in_memory: int
     # Kept gradients read back ahead of the replay that applies them.
     gradients_in_memory: int
+    # After each step's VJP, what a checkpoint then holds besides cotangents: the states
+    # on the stack and the kept gradients not yet applied, (in memory, on disk) each.
+    after_steps: tuple[tuple[int, int, int, int], ...] = ()
 
 
-def replay(n_steps: int, schedule: str, tier_of_state: dict[int, str]) -> Replay:
-    """Walk the backward from step n - 1 to 0 as the engine does."""
+def replay(n_steps: int, schedule: str, tier_of_state: dict[int, str],
+           tier_of_gradient: dict[int, str] | None = None) -> Replay:
+    """Walk the backward from step n - 1 to 0 as the engine does (tiers not given: disk)."""
     stack = [(i, False) for i in kept_in_training(n_steps, schedule)]  # (step, replayed)
     gradients = kept_gradients(n_steps, schedule)
     loaded: set[int] = set()  # offloaded kept states read back into memory
@@ -84,6 +89,10 @@ def replay(n_steps: int, schedule: str, tier_of_state: dict[int, str]) -> Replay
             loaded.add(step)
 
     steps = updates = most = 0
+    after_steps = []
+
+    def on_disk(step: int, replayed: bool, tiers: dict[int, str]) -> bool:
+        return not replayed and tiers.get(step, "disk") == "disk"
     for target in range(n_steps - 1, -1, -1):
         start = stack[-1][0]
         read(stack[-1])
@@ -109,5 +118,9 @@ def replay(n_steps: int, schedule: str, tier_of_state: dict[int, str]) -> Replay
         held += sum(1 for step, replayed in stack if not replayed and step in loaded)
         most = max(most, held)
         loaded = {step for step in loaded if any(s == step for s, _ in stack)}
+        states_out = sum(on_disk(s, r, tier_of_state) for s, r in stack)
+        gradients_out = sum(on_disk(g, False, tier_of_gradient or {}) for g in gradients)
+        after_steps.append((len(stack) - states_out, states_out,
+                            len(gradients) - gradients_out, gradients_out))
     return Replay(steps, updates, most,
-                  GRADIENTS_SEGMENT - 1 if schedule == "gradients" else 0)
+                  GRADIENTS_SEGMENT - 1 if schedule == "gradients" else 0, tuple(after_steps))

@@ -59,6 +59,18 @@ CPU = Rate(
     assumed=False,
 )
 
+def cpu_rate(ranks_per_node: int) -> Rate:
+    """`CPU` for one of ``ranks_per_node`` ranks: the rate was measured by one process using
+    every core, and ranks on one machine share its cores."""
+    if ranks_per_node <= 1:
+        return CPU
+    from dataclasses import replace
+
+    return replace(CPU, flops=CPU.flops / ranks_per_node,
+                   backward_flops=CPU.backward_flops / ranks_per_node,
+                   source=f"{CPU.source}, its cores shared by {ranks_per_node} ranks")
+
+
 # NVIDIA's datasheet peaks (H100 SXM5; GH200 carries the same Hopper GPU): 67 TFLOP/s
 # in FP32 on CUDA cores and in FP64 on tensor cores. torch does not use TF32 for fp32
 # matrix products unless asked (float32_matmul_precision "highest"), so fp32 runs at

@@ -62,7 +62,7 @@ def _host_fits(plan: Plan) -> bool:
 
 def _spill_fits(plan: Plan) -> bool:
     free = plan.where.spill_free
-    return free is None or plan.spill_bytes_per_rank * plan.where.ranks_per_node <= free
+    return free is None or plan.spill_disk_bytes_per_node <= free
 
 
 def _memory_candidates(plan: Plan) -> list[tuple[str, ...]]:
@@ -146,7 +146,7 @@ def spill_disk(plan: Plan, replan: Replan) -> str | None:
     if _spill_fits(plan):
         return None
     at = plan.where
-    need = plan.spill_bytes_per_rank * at.ranks_per_node
+    need = plan.spill_disk_bytes_per_node
     head = (f"disk: spilled states need {gib(need)} a node in {at.spill_where}, which has "
             f"{gib(at.spill_free or 0)} free")
     for candidate in (("attribution.kept_states=sqrt",), ("attribution.kept_states=log",)):
@@ -160,11 +160,15 @@ def spill_disk(plan: Plan, replan: Replan) -> str | None:
 
 def checkpoint_disk(plan: Plan) -> str | None:
     at = plan.where
-    if at.output_free is None or plan.checkpoint_bytes <= at.output_free:
+    if at.output_free is None or plan.output_disk_bytes <= at.output_free:
         return None
-    return (f"disk: a phase checkpoint takes up to {gib(plan.checkpoint_bytes)} in "
-            f"{at.output_where}/checkpoints, which has {gib(at.output_free)} free; set output.dir "
-            "(or --out) to a disk with that much free")
+    spill = plan.output_disk_bytes - plan.checkpoint_bytes
+    what = (f"phase checkpoints take up to {gib(plan.checkpoint_bytes)}"
+            + (f" and rank 0's spilled states {gib(spill)}" if spill else ""))
+    fix = "set output.dir (or --out) to a disk with that much free"
+    if spill:
+        fix += ", or attribution.spill_dir to another disk for the spilled states"
+    return (f"disk: {what} in {at.output_where}, which has {gib(at.output_free)} free; {fix}")
 
 
 def time_limit(plan: Plan) -> str | None:

@@ -20,8 +20,10 @@ A state is "before step i". Schedules trade memory for recomputation:
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
+from pathlib import Path
 
 from .errors import ConfigError
 
@@ -89,9 +91,21 @@ def resolve_schedule(mode: str, n_steps: int, state_size: int, budgets: dict[str
         # A third of the bytes of `all` (less on disk, fewer reads), and its
         # replays cost optimizer arithmetic only.
         return "gradients"
-    try:
-        # Leave a tenth of the disk to everything else.
-        room += int(shutil.disk_usage(spill_dir or tempfile.gettempdir()).free * 0.9)
-    except OSError:
-        pass
+    free = disk_free(spill_dir or tempfile.gettempdir())
+    if free is not None:
+        room += int(free * 0.9)  # leave a tenth of the disk to everything else
     return "all" if n_steps * state_size <= room else "sqrt"
+
+
+def disk_free(path: str | os.PathLike) -> int | None:
+    """Free bytes of the file system that will hold ``path``: a folder not created yet
+    (the store creates it when it first spills) lives on its nearest existing parent's.
+    None where that cannot be read."""
+    target = Path(path).absolute()
+    for folder in (target, *target.parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None

@@ -6,6 +6,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6,
@@ -35,6 +36,38 @@ def available_host_memory() -> int:
     except OSError:
         pass
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+_SLURM_COUNT = re.compile(r"(\d+)(?:\(x\d+\))?")  # "4(x2),3": 4 tasks on 2 nodes, 3 on one
+
+
+def _count(text: str | None) -> int:
+    return int(text) if text and text.strip().isdigit() else 0
+
+
+def ranks_on_this_node(env: Mapping[str, str] | None = None) -> int:
+    """How many processes of this run share this node's memory: torchrun's
+    ``LOCAL_WORLD_SIZE``, else Slurm's tasks per node (under ``srun``), else 1.
+
+    Slurm's ``SLURM_TASKS_PER_NODE`` (``"4(x2),3"``) may differ from node to
+    node; the largest count is taken, which never overcommits a node.
+    """
+    env = os.environ if env is None else env
+    if _count(env.get("LOCAL_WORLD_SIZE")):
+        return _count(env.get("LOCAL_WORLD_SIZE"))
+    if "SLURM_PROCID" in env:  # srun's variables, as `distributed.launch_from_environment` reads
+        if _count(env.get("SLURM_NTASKS_PER_NODE")):
+            return _count(env.get("SLURM_NTASKS_PER_NODE"))
+        counts = [int(n) for n in _SLURM_COUNT.findall(env.get("SLURM_TASKS_PER_NODE", ""))]
+        if counts and max(counts) > 0:
+            return max(counts)
+    return 1
+
+
+def host_memory_share(env: Mapping[str, str] | None = None) -> int:
+    """This process's share of the node's available host memory: every rank of the
+    node sees the same MemAvailable, so each may count on its 1/ranks part only."""
+    return available_host_memory() // ranks_on_this_node(env)
 
 
 def resident_bytes() -> int:
