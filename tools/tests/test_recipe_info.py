@@ -8,7 +8,8 @@ from magic_driver.cli import main
 from magic_driver.recipe_info import options_yaml
 
 
-@pytest.mark.parametrize("name", ["attribution-weighted", "gradient-ascent", "gradient-difference"])
+@pytest.mark.parametrize("name", ["attribution-weighted", "gradient-ascent", "gradient-difference",
+                                  "npo", "npo-attribution", "rmu", "rmu-attribution"])
 def test_options_block_is_the_recipes_defaults_in_yaml(name):
     result = CliRunner().invoke(main, ["recipes", "show", name])
     assert result.exit_code == 0, result.output

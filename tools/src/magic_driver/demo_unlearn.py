@@ -1,8 +1,9 @@
 """The unlearning half of `magic demo`: score the forget corpus, then sweep each recipe's lr.
 
-Every recipe gets the same data, steps, optimizer and lr grid; its operating
-point is the smallest lr that brings hazard accuracy to chance + 10 points,
-so recipes are compared where they forget equally well. The full comparison
+Every recipe gets the same data, steps and optimizer, and its family's lr
+grid (RMU's is on its own scale); its operating point is the smallest lr
+that brings hazard accuracy to chance + 10 points, so recipes are compared
+where they forget equally well. The full comparison
 (every variant, more lrs and seeds) is benchmarks/unlearn_frontier.py.
 """
 
@@ -25,21 +26,31 @@ from .unlearn_jobs import build_job
 
 CHANCE = 0.25
 TARGET = CHANCE + 0.10
-DEMO_LRS = (5e-4, 8e-4)  # where every recipe reaches the target (benchmarks: lower lrs do not)
+DEMO_LRS = (5e-4, 8e-4)  # where every token-weight recipe reaches the target (benchmarks: lower lrs do not)
+# RMU trains a few MLPs on an activation distance, not every weight on token
+# losses: its lrs are on another scale (on the built-in world 5e-4 moved nothing).
+RMU_LRS = (1e-3, 3e-3)
 # The attribution-weighted variant that keeps the most general accuracy at
 # forget accuracy <= TARGET over 40 steps in benchmarks/results/unlearn-frontier.md:
 # clip 1 stops the few answer-letter tokens (scores ~20x the prose's) from
 # dominating, and the KL term to the base model on retain text keeps the
 # shared answer-by-letter skill that ascent on those tokens erodes.
 BEST_ATTRIBUTION = {"clip": 1.0, "retain_kl": 10.0}
-# label -> (recipe, options). Gradient ascent runs with the same KL term too:
-# the KL term, not the attribution weights, does most of the keeping (with
-# 240 steps and retain_kl 20 gradient ascent even does better, see the frontier).
-DEMO_RECIPES = {
-    "attribution-weighted": ("attribution-weighted", BEST_ATTRIBUTION),
-    "gradient-ascent": ("gradient-ascent", {}),
-    "gradient-ascent-kl": ("gradient-ascent", {"retain_kl": BEST_ATTRIBUTION["retain_kl"]}),
-    "gradient-difference": ("gradient-difference", {}),
+KL = {"retain_kl": BEST_ATTRIBUTION["retain_kl"]}
+# label -> (recipe, options, lrs); each label is a key of summary.json's `unlearn`.
+# Gradient ascent and NPO run with the same KL term too: the KL term, not the
+# attribution weights, does most of the keeping (with 240 steps and retain_kl
+# 20 gradient ascent even does better, see the frontier). RMU keeps the retain
+# activations itself (its `alpha`), at its defaults.
+DEMO_RECIPES: dict[str, tuple[str, dict, tuple[float, ...]]] = {
+    "attribution-weighted": ("attribution-weighted", BEST_ATTRIBUTION, DEMO_LRS),
+    "gradient-ascent": ("gradient-ascent", {}, DEMO_LRS),
+    "gradient-ascent-kl": ("gradient-ascent", KL, DEMO_LRS),
+    "gradient-difference": ("gradient-difference", {}, DEMO_LRS),
+    "npo": ("npo", KL, DEMO_LRS),
+    "npo-attribution": ("npo-attribution", BEST_ATTRIBUTION, DEMO_LRS),
+    "rmu": ("rmu", {}, RMU_LRS),
+    "rmu-attribution": ("rmu-attribution", {}, RMU_LRS),
 }
 
 
@@ -97,12 +108,13 @@ def _run_demo_unlearn(out_dir: Path, device: str, progress: bool, restart: bool)
     prepared = prepare(build_job(config), progress)
     summary: dict = {"base": {k: prepared.before[k] for k in ("forget_accuracy", "retain_accuracy")},
                      "target_forget_accuracy": TARGET, "lrs": list(DEMO_LRS)}
-    notice(f"demo: unlearning with {len(DEMO_RECIPES)} recipes x {len(DEMO_LRS)} learning rates, "
-           f"each evaluated, then relearned -> {out_dir}")
+    runs = sum(len(lrs) for _, _, lrs in DEMO_RECIPES.values())
+    notice(f"demo: unlearning with {len(DEMO_RECIPES)} recipes, {runs} runs over their learning "
+           f"rates, each evaluated, then relearned -> {out_dir}")
     all_rows = []
-    for label, (recipe, options) in DEMO_RECIPES.items():
+    for label, (recipe, options, lrs) in DEMO_RECIPES.items():
         rows = []
-        for lr in DEMO_LRS:
+        for lr in lrs:
             job = build_job({**config, "recipe": {"name": recipe, "options": options},
                              "optim": {"lr": lr}})
             result = run_unlearn(job, out_dir / "runs" / f"{label}-lr{exact(lr)}", progress, prepared,
@@ -110,7 +122,7 @@ def _run_demo_unlearn(out_dir: Path, device: str, progress: bool, restart: bool)
             rows.append(mu.flat_row(result))
         point = operating_point(rows)
         summary[label] = {
-            "recipe": recipe, "lr": point["params"]["lr"], "options": options,
+            "recipe": recipe, "lr": point["params"]["lr"], "options": options, "lrs": list(lrs),
             "forget_accuracy": point["forget_accuracy"], "retain_accuracy": point["retain_accuracy"],
             "after_relearn": {"forget_accuracy": point["relearn_forget_accuracy"],
                               "retain_accuracy": point["relearn_retain_accuracy"]},

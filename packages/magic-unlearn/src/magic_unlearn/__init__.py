@@ -1,7 +1,8 @@
 """magic-unlearn: attribution-weighted unlearning recipes, evaluated by accuracy.
 
 Recipes come from the ``magic.recipes`` entry-point group (built-in:
-``attribution-weighted``, ``gradient-ascent``, ``gradient-difference``).
+``attribution-weighted``, ``gradient-ascent``, ``gradient-difference``,
+``npo``, ``npo-attribution``, ``rmu``, ``rmu-attribution``).
 Sign convention: a token's loss weight multiplies its next-token loss, so a
 negative weight is gradient ascent on that token.
 

@@ -1,4 +1,4 @@
-"""The KL-to-reference loss of retain-preserving parts, and the frozen reference it needs.
+"""Token-level losses of weighted parts, and the frozen reference model some of them compare to.
 
 A part with ``loss="kl"`` weights, per predicted token, KL(reference || model)
 over the whole vocabulary instead of the next-token NLL. The reference is the
@@ -26,17 +26,41 @@ def frozen_copy(model):
     return reference
 
 
+def wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in at least fp32 (half-precision logits lose the loss); fp64 stays fp64."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def token_nll(model, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """[N, T - 1]: the next-token NLL at every position (padding included; mask it)."""
+    logits = wide(model(input_ids=ids, attention_mask=real.long()).logits[:, :-1])
+    return F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+
+
+def per_real_token(values: torch.Tensor, real: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(weight * value over real predicted tokens) / their number.
+
+    Dividing by the token count (not by the weights) keeps uniform weight -1
+    equal to plain mean-loss gradient ascent.
+    """
+    counted = real[:, 1:]
+    return (values * weights * counted).sum() / counted.sum().clamp_min(1)
+
+
+def weighted_nll(model, ids: torch.Tensor, real: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum(weight * next-token nll) / number of real predicted tokens."""
+    return per_real_token(token_nll(model, ids, real), real, weights)
+
+
 def weighted_kl(model, reference, ids: torch.Tensor, real: torch.Tensor,
                 weights: torch.Tensor) -> torch.Tensor:
     """sum(weight * KL(reference || model) per predicted token) / number of real predicted tokens.
 
-    Normalised like `training.weighted_loss`, so a weight of 1 adds the mean
-    per-token KL.
+    Normalised like `weighted_nll`, so a weight of 1 adds the mean per-token KL.
     """
     mask = real.long()
-    logp = F.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+    logp = F.log_softmax(wide(model(input_ids=ids, attention_mask=mask).logits[:, :-1]), -1)
     with torch.no_grad():
-        ref = F.log_softmax(reference(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+        ref = F.log_softmax(wide(reference(input_ids=ids, attention_mask=mask).logits[:, :-1]), -1)
     kl = (ref.exp() * (ref - logp)).sum(-1)
-    counted = real[:, 1:]
-    return (kl * weights * counted).sum() / counted.sum().clamp_min(1)
+    return per_real_token(kl, real, weights)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from magic_core import ConfigError, TokenizedCorpus
 from magic_core.typed_config import Range, read_value
 
 from .errors import UnlearnError
+from .layers import LayerModules
 from .scores import ScoresRun
 
 
@@ -27,14 +28,24 @@ class WeightedRows:
 
     ``weights[i, t]`` weights the loss of predicting token ``t + 1`` of row
     ``i`` (the per-token score layout), so the last column is never used.
-    ``loss="kl"`` weights KL(model before unlearning || model) at that
-    position instead of the NLL (see `losses`); its weights must be >= 0.
+    ``loss`` names the part's loss in `part_losses.PART_LOSSES`, which says
+    what the weights multiply there: ``"nll"`` the next-token NLL, ``"kl"``
+    KL(model before unlearning || model) at that position (see `losses`;
+    weights >= 0), ``"npo"`` the token's log-ratio to the model before
+    unlearning inside NPO's sequence loss, ``"rmu-steer"`` / ``"rmu-keep"``
+    the squared distance of that position's activations to RMU's random
+    target / to the model before unlearning's (weights >= 0).
+    ``loss_options`` are that loss's keyword arguments (plain values).
+    ``updates``: the only parameters the part's method trains (None: every
+    trainable one); the parts of one run must agree on it.
     """
 
     corpus: TokenizedCorpus
     weights: torch.Tensor  # [N, T]
     name: str = ""
-    loss: Literal["nll", "kl"] = "nll"
+    loss: str = "nll"
+    loss_options: dict[str, Any] = field(default_factory=dict)
+    updates: LayerModules | None = None
 
 
 @dataclass
