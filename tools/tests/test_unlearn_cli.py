@@ -79,5 +79,7 @@ def test_sweep_aliases_reach_recipe_options():
     from magic_driver.sweep import grid, parse_param
 
     assert parse_param("retain_kl=0,10") == ("recipe.options.retain_kl", ["0", "10"])
+    assert parse_param("beta=0.05,0.1") == ("recipe.options.beta", ["0.05", "0.1"])
+    assert parse_param("steering_coeff=50")[0] == "recipe.options.steering_coeff"
     assert grid(("lr=1e-4", "clip=1.0,3.0")) == [
         ("optim.lr=1e-4", "recipe.options.clip=1.0"), ("optim.lr=1e-4", "recipe.options.clip=3.0")]

@@ -14,7 +14,10 @@ from magic_core import ConfigError
 ALIASES = {"lr": "optim.lr", "steps": "optim.steps", "recipe": "recipe.name",
            "preset": "optim.preset", "selection": "recipe.options.selection",
            "normalization": "recipe.options.normalization", "clip": "recipe.options.clip",
-           "retain_kl": "recipe.options.retain_kl", "top_fraction": "recipe.options.top_fraction"}
+           "retain_kl": "recipe.options.retain_kl", "top_fraction": "recipe.options.top_fraction",
+           # NPO's and RMU's own hyperparameters
+           "beta": "recipe.options.beta", "steering_coeff": "recipe.options.steering_coeff",
+           "alpha": "recipe.options.alpha", "layer": "recipe.options.layer"}
 
 
 def parse_param(text: str) -> tuple[str, list[str]]:

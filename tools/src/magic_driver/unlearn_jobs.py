@@ -31,7 +31,8 @@ class ScoresSection:
 
     forget: str | None = None
     """Run directory of `magic attribute` on the forget corpus with the hazard query
-    (per-token); needed by ``attribution-weighted``."""
+    (per-token); needed by ``attribution-weighted``, ``npo-attribution`` and
+    ``rmu-attribution``."""
     retain: str | None = None
     """Run directory of scores of the same corpus for a retain query; needed by
     ``selection: selective``."""
