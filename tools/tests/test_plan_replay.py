@@ -46,13 +46,13 @@ def _attribute(schedule: str, steps: int, device_memory: str, tmp_path, control=
 
 
 def _held_by(engine: MagicEngine) -> int:
-    """States in memory while a step is differentiated: that one, the replayed ones on
-    the stack and the offloaded ones read back (materialized or prefetched)."""
+    """States in memory beside the device tier while a step is differentiated: that one and
+    the offloaded ones read back (materialized or prefetched); replayed ones are entries of
+    the store like kept ones."""
     stack = engine._backward.stack
-    replayed = sum(1 for _, entry in stack if not isinstance(entry, Offloaded))
     read_back = sum(1 for _, entry in stack
                     if isinstance(entry, Offloaded) and entry._loaded is not None)
-    return 1 + replayed + read_back
+    return 1 + read_back
 
 
 @pytest.mark.parametrize("schedule, steps", [("sqrt", 16), ("log", 16), ("sqrt", 9),
@@ -69,12 +69,41 @@ def test_the_plans_backward_is_the_engines(schedule, steps, monkeypatch, tmp_pat
     result = _attribute(schedule, steps, "0", tmp_path)
 
     placed = place(steps, schedule, 1, 1, {"device": 0, "host": 0})
-    planned = replay(steps, schedule, placed.tier_of_state)
+    planned = replay(steps, schedule, placed)
     assert result.kept_states["placed"]["disk"] == len(kept_in_training(steps, schedule))
     assert (result.replayed_steps, result.replayed_updates) == \
         (planned.replayed_steps, planned.replayed_updates)
     assert len(held) == steps
     assert max(held) == planned.states_in_memory
+
+
+@pytest.mark.parametrize("schedule, steps, room", [("sqrt", 16, 3), ("log", 16, 2),
+                                                   ("sqrt", 25, 2), ("gradients", 12, 4)])
+def test_replayed_states_take_the_tiers_the_plan_gives_them(schedule, steps, room, monkeypatch,
+                                                             tmp_path):
+    """A device tier of ``room`` states: the replayed states the engine keeps go to the device
+    while it has room (kept ones taken give theirs back), else to disk, as the plan says."""
+    size = plan_model.state_size(plan_model.meta_model(CONFIG, torch.float64), TRAIN, steps, 1)
+    budgets = {"device": room * size.bytes_per_rank, "host": 0}
+    device_used = []
+    vjp = MagicEngine._step_vjp
+
+    def measuring(self, state, index, param_cot, opt_cot):
+        device_used.append(self.kept.used["device"])
+        return vjp(self, state, index, param_cot, opt_cot)
+
+    monkeypatch.setattr(MagicEngine, "_step_vjp", measuring)
+    result = _attribute(schedule, steps, f"{budgets['device']}B", tmp_path)
+
+    placed = place(steps, result.schedule, size.bytes_per_rank, size.gradient_bytes_per_rank,
+                   budgets)
+    planned = replay(steps, result.schedule, placed)
+    assert result.kept_states["placed"] == placed.states
+    assert result.kept_states["held"] == planned.held
+    assert planned.held["device"] > 0 < planned.held["disk"]  # both tiers take some
+    assert max(device_used) == planned.tier_bytes["device"] <= budgets["device"]
+    assert (result.replayed_steps, result.replayed_updates) == \
+        (planned.replayed_steps, planned.replayed_updates)
 
 
 def _folder_bytes(folder) -> int:
@@ -108,8 +137,7 @@ def test_the_checkpoint_folder_stays_within_the_plans_bytes(schedule, device_mem
                    budgets)
     assert result.kept_states["placed"] == placed.states
     where = Where(1, 1, None, None, None, None, "", None, "", None, "")
-    planned = _checkpoint_bytes(size, placed, replay(steps, result.schedule, placed.tier_of_state,
-                                                      placed.tier_of_gradient),
+    planned = _checkpoint_bytes(size, placed, replay(steps, result.schedule, placed),
                                 where, False, steps * BATCH * SEQ * 8)
     assert len(peaks) > 2 * steps
     # The files' headers and counters make a few KiB more than their tensors.

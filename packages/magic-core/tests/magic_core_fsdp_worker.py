@@ -102,3 +102,93 @@ def run_rank_preempted(rank: int, world_size: int, port: int, out_dir: str, job:
     finally:
         shutdown()
     torch.save({"want": want, "got": got, "stopped": stopped}, Path(out_dir) / f"rank{rank}.pt")
+
+
+def run_rank_durable(rank: int, world_size: int, port: int, out_dir: str, job: dict,
+                     kill_at: list, corrupt_at: list) -> None:
+    """A spawned rank of the durable sharded checkpoint test: the job uninterrupted; then with a
+    checkpoint after every step, "killed" (an exception out of a step on every rank, no cleanup)
+    after ``kill_at`` and rerun to the end; then killed after ``corrupt_at`` in a second run
+    directory, rank 1's last listed spill file corrupted, and rerun (refused). Saves the scores,
+    whether a stray spill in the rank's folder was swept on resume,
+    each checkpoint's header and bytes, the names each checkpoint wrote and the refusal."""
+    import json
+    from contextlib import nullcontext
+
+    import torch.distributed as dist
+    from magic_core import preemption
+    from magic_core.phase_checkpoint import CheckpointError, CheckpointStore
+    from magic_core.progress import ProgressFile
+    from magic_core.run_control import RunControl
+
+    class Killed(Exception):
+        pass
+
+    class Periodic(RunControl):
+        def __init__(self, run_dir: Path, kill=None):
+            super().__init__(CheckpointStore(run_dir / "checkpoints", {"job": "fsdp"}),
+                             ProgressFile(run_dir, enabled=rank == 0), checkpoint_every=1e-9)
+            self.kill, self.headers, self.written = kill, [], []
+            original = self.store._write
+
+            def write(name, *args):
+                self.written[-1].append(name)
+                return original(name, *args)
+            self.store._write = write
+
+        def after_step(self, phase, step, total, snapshot):
+            self.written.append([])
+            super().after_step(phase, step, total, snapshot)
+            self.headers.append(json.loads(self.store.header.read_text()))
+            if (phase, step) == self.kill:
+                raise Killed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    init_from_environment(backend="gloo")
+
+    def run(control):
+        with preemption.handle_signals(), control.progress if control else nullcontext():
+            return attribute(job, "fsdp", control)
+
+    out = Path(out_dir)
+    try:
+        want = run(None)
+        killed = Periodic(out / "run", tuple(kill_at))
+        try:
+            run(killed)
+        except Killed:
+            pass
+        # A spill the killed process made after its last checkpoint, swept on resume.
+        folder = out / "run" / "kept-states" / f"rank-{rank:05d}"
+        stray = folder / "state-0000009-deadbeef0000.safetensors"
+        stray.write_bytes(b"partial")
+        resumed = Periodic(out / "run")
+        got = run(resumed)
+        swept = not stray.exists()
+        resumed.finished()
+        left = sorted(str(p.relative_to(out)) for p in (out / "run").rglob("*") if p.is_file())
+
+        corrupted = Periodic(out / "corrupt", tuple(corrupt_at))
+        try:
+            run(corrupted)
+        except Killed:
+            pass
+        spills = [e["path"] for e in corrupted.headers[-1]["files"].values()
+                  if e.get("path") and e["rank"] == 1]
+        if rank == 1:
+            with open(spills[-1], "r+b") as f:  # same size, other bytes
+                f.seek(f.seek(0, 2) // 2)
+                f.write(b"\xff" * 64)
+        dist.barrier()
+        try:
+            run(Periodic(out / "corrupt"))
+            refusal = None
+        except CheckpointError as exc:
+            refusal = str(exc)
+    finally:
+        shutdown()
+    torch.save({"want": want, "got": got, "headers": killed.headers, "written": killed.written,
+                "saves": killed.saves, "resumed_saves": resumed.saves, "left": left, "swept": swept,
+                "corrupted": spills[-1], "refusal": refusal}, out / f"rank{rank}.pt")

@@ -114,3 +114,37 @@ def test_a_stopped_sharded_run_resumes_to_identical_scores(worker, tmp_path):
         assert torch.equal(rank["got"]["losses"], rank["want"]["losses"])
         assert rank["got"]["query_after"] == rank["want"]["query_after"]
     assert torch.equal(ranks[0]["got"]["per_token"], ranks[1]["got"]["per_token"])
+
+
+@pytest.mark.slow
+def test_sharded_checkpoints_list_kept_shards_by_reference_and_resume_identically(worker, tmp_path):
+    # Every kept state spills (device_memory 0): each rank into its own folder; a checkpoint after
+    # every step; killed in the backward, resumed; then a corrupted spill file of rank 1.
+    job = {"model": "neox", "optimizer": "adam", "batch_size": 2, "granularity": "per-token",
+           "device_memory": "0"}
+    mp.spawn(worker.run_rank_durable, args=(2, free_port(), str(tmp_path), job, ["backward", 3],
+                                            ["train", 4]), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for r, got in enumerate(ranks):
+        assert torch.equal(got["got"]["per_token"], got["want"]["per_token"])
+        assert torch.equal(got["got"]["losses"], got["want"]["losses"])
+        assert got["got"]["query_after"] == got["want"]["query_after"]
+        folder = (tmp_path / "run" / "kept-states" / f"rank-{r:05d}").resolve()
+        spilled = {e["group"]: e["path"] for h in got["headers"] for e in h["files"].values()
+                   if e.get("path") and e["rank"] == r}
+        assert spilled and all(Path(p).parent == folder for p in spilled.values())
+        for header, names in zip(got["headers"], got["written"]):
+            if header["phase"] == "train":
+                # Training's checkpoints write this rank's current state (rank 0: the log) only.
+                assert set(names) - {"log.safetensors", f"train-{header['step']:06d}-log.safetensors"} \
+                    == {f"train-{header['step']:06d}-rank{r:04d}.safetensors"}, names
+        written = [n for names in got["written"] for n in names]
+        lasting = [n for n in written if n.startswith(("kept-", "query"))]
+        assert len(lasting) == len(set(lasting)), "a kept shard was written twice"
+        assert not any(n.startswith(tuple(spilled)) for n in written), "a spilled shard was written"
+        assert got["swept"], "a killed process's later spill is swept on resume"
+        assert not [p for p in got["left"] if p.endswith(".safetensors")]
+        message = got["refusal"]
+        assert message is not None and "\n" not in message
+        assert got["corrupted"] in message and "corrupted" in message
+    assert torch.equal(ranks[0]["got"]["per_token"], ranks[1]["got"]["per_token"])

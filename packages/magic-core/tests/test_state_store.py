@@ -191,3 +191,40 @@ def test_stores_rebuild_states_from_a_template_without_memory():
                             tree_iter((state.params, state.opt_state))):
         assert ours.device == theirs.device and torch.equal(ours, theirs)
     assert rebuilt.batch_index == state.batch_index == 1
+
+
+def test_replayed_states_go_through_the_tiers_and_change_no_score(make_neox, tokenizer, small_corpus,
+                                                                   objective, tmp_path):
+    unbounded = run(make_neox, tokenizer, small_corpus, objective, kept_states="sqrt")
+    assert unbounded.kept_states["held"]["device"] > 0 == unbounded.kept_states["held"]["disk"]
+    one_state = unbounded.kept_states["bytes"]["device"] // sum(unbounded.kept_states["placed"].values())
+    # Room for a state and a half, taken by a kept one: the replayed state goes to disk.
+    bounded = run(make_neox, tokenizer, small_corpus, objective, kept_states="sqrt",
+                  device_memory=str(3 * one_state // 2), spill_dir=str(tmp_path))
+    assert bounded.kept_states["held"]["disk"] > 0 == bounded.kept_states["held"]["device"]
+    assert bounded.replayed_steps == unbounded.replayed_steps
+    assert torch.equal(bounded.per_token, unbounded.per_token)
+    assert list(tmp_path.rglob("*.safetensors")) == []
+
+
+def test_hold_places_within_the_budgets_and_release_gives_them_back(tmp_path):
+    from magic_core.state_store import Offloaded, StateStore
+
+    gradient = {"w": torch.arange(4, dtype=torch.float64)}  # 32 bytes
+    store = StateStore(torch.device("cpu"), None, device_budget=64, spill_dir=str(tmp_path),
+                       kind="gradient")
+    store.keep(0, gradient)
+    first, second = store.hold(1, gradient), store.hold(2, {"w": gradient["w"] + 1})
+    assert not isinstance(first, Offloaded) and isinstance(second, Offloaded)
+    assert store.used == {"device": 64, "host": 0, "disk": 32}
+    store.release(store.pop(0))
+    third = store.hold(3, gradient)  # the room the kept one gave back
+    assert not isinstance(third, Offloaded)
+    assert torch.equal(store.materialize(second)["w"], gradient["w"] + 1)
+    store.release(second)
+    assert store.used == {"device": 64, "host": 0, "disk": 0}
+    summary = store.summary()
+    assert summary["placed"] == {"device": 1, "host": 0, "disk": 0}
+    assert summary["bytes"] == {"device": 32, "host": 0, "disk": 0}  # what `keep` placed
+    assert summary["held"] == {"device": 2, "host": 0, "disk": 1}
+    store.close()

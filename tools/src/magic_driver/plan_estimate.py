@@ -49,22 +49,30 @@ class Plan:
     checkpoint_bytes: int  # the checkpoint folder at its largest, spill files it lists excluded
 
     @property
+    def durable_ranks(self) -> int:
+        """The ranks whose spills are kept for checkpoints (`magic_core.phases`): rank 0 of an
+        unsharded run (the others' states are its), every rank of a sharded one."""
+        return self.where.ranks if self.sharded else 1
+
+    @property
     def durable_spill_bytes(self) -> int:
-        """Rank 0's spill of an unsharded run, kept for its checkpoints (`magic_core.phases`):
-        in the run directory's ``kept-states`` (in ``attribution.spill_dir`` when set)."""
-        return 0 if self.sharded else self.spill_bytes_per_rank
+        """The spills kept for checkpoints, all ranks together: in the run directory's
+        ``kept-states`` (in ``attribution.spill_dir`` when set)."""
+        return self.spill_bytes_per_rank * self.durable_ranks
 
     @property
     def output_disk_bytes(self) -> int:
-        """What the output directory's disk takes: checkpoints, and rank 0's spill there."""
+        """What the output directory's disk takes: checkpoints, and the durable spills there."""
         spilled_there = self.job.attribution.spill_dir is None
         return self.checkpoint_bytes + (self.durable_spill_bytes if spilled_there else 0)
 
     @property
     def spill_disk_bytes_per_node(self) -> int:
         """What the spill folder's disk takes on the busiest node (node 0)."""
-        elsewhere = self.durable_spill_bytes if self.job.attribution.spill_dir is None else 0
-        return self.spill_bytes_per_rank * self.where.ranks_per_node - elsewhere
+        ranks = self.where.ranks_per_node
+        if self.job.attribution.spill_dir is None:
+            ranks -= min(ranks, self.durable_ranks)  # node 0's durable spills: in the run dir
+        return self.spill_bytes_per_rank * ranks
 
     @property
     def sharded(self) -> bool:
@@ -96,34 +104,29 @@ def _traffic(size: model_sizes.StateSize, at: Where, sharded: bool) -> float:
 
 def _checkpoint_bytes(size: model_sizes.StateSize, placed: Placement, replayed: Replay,
                       at: Where, sharded: bool, weight_bytes: int) -> int:
-    """The most a run's checkpoint folder holds (`magic_core.phase_checkpoint`, FORMAT 3),
-    all ranks together.
+    """The most a run's checkpoint folder holds (`magic_core.phase_checkpoint`, FORMAT 5),
+    all ranks together, the durable spills it lists excluded (counted as spill).
 
-    Unsharded, rank 0 spills kept states durably and a checkpoint lists those files
-    (counted once, as spill); what lives in memory (kept states, kept gradients, the
-    query gradient, replayed states) is written once and listed again; the current
-    state and each rank's cotangents are rewritten, the new file beside the old until
-    it replaces it. Sharded, every checkpoint rewrites each rank's shards of everything
-    it holds (spilled states read back included), beside the previous checkpoint's.
+    Spilled kept states are listed by reference (rank 0's of an unsharded run,
+    every rank's of a sharded one); what lives in memory only (kept states, kept
+    gradients, the query gradient, replayed states) is written once and listed
+    again; the current state and each rank's cotangents are rewritten, the new file
+    beside the old until it replaces it. Sharded, each rank does this for its own
+    shards; unsharded, the states are written once for all ranks.
     """
     state = size.spill_file_bytes_per_rank  # a state's file: tensors, counters, RNG, header
     gradient = size.gradient_bytes_per_rank + model_sizes.SPILL_FILE_OVERHEAD
     query = size.parameter_bytes_per_rank + model_sizes.SPILL_FILE_OVERHEAD
     cotangents = size.bytes_per_rank + weight_bytes  # a rank's: its share, its weights' gradient
-    kept = sum(placed.states.values())
     # The backward's: stack states and gradients in memory (and on disk) after a step.
     stacks = replayed.after_steps or ((0, 0, 0, 0),)
-    if sharded:
-        after_query = (kept + 1) * state + query
-        backward = max((s_mem + s_disk) * state + (g_mem + g_disk) * gradient
-                       for s_mem, s_disk, g_mem, g_disk in stacks) + cotangents
-        return 2 * at.ranks * max(after_query, backward)
     in_memory = ((placed.states["device"] + placed.states["host"]) * state
                  + (placed.gradients["device"] + placed.gradients["host"]) * gradient)
     after_query = in_memory + query + 2 * state
-    backward = max(s_mem * state + g_mem * gradient for s_mem, _, g_mem, _ in stacks) \
-        + 2 * at.ranks * cotangents
-    return max(after_query, backward)
+    stack = max(s_mem * state + g_mem * gradient for s_mem, _, g_mem, _ in stacks)
+    if sharded:
+        return at.ranks * max(after_query, stack + 2 * cotangents)
+    return max(after_query, stack + 2 * at.ranks * cotangents)
 
 
 def estimate(job: AttributeJob, at: Where) -> Plan:
@@ -142,7 +145,7 @@ def estimate(job: AttributeJob, at: Where) -> Plan:
     schedule = resolve_schedule(job.attribution.kept_states, steps, size.bytes_per_rank, room,
                                 job.attribution.spill_dir, gradients_apply=not sharded)
     placed = place(steps, schedule, size.bytes_per_rank, size.gradient_bytes_per_rank, room)
-    replayed = replay(steps, schedule, placed.tier_of_state, placed.tier_of_gradient)
+    replayed = replay(steps, schedule, placed)
     dtype_bytes = 8 if job.train.precision == "fp64" else 4
     step = pm.Step(rows_per_rank(job.train.batch_size, at.ranks), job.train.max_seq_len,
                    dtype_bytes)
@@ -168,6 +171,9 @@ def estimate(job: AttributeJob, at: Where) -> Plan:
     gradient_file = size.gradient_bytes_per_rank + model_sizes.SPILL_FILE_OVERHEAD
     spill = (placed.states["disk"] * size.spill_file_bytes_per_rank
              + placed.gradients["disk"] * gradient_file)
+    # States the backward's replays spill beyond what training left on disk.
+    more = max(0, replayed.tier_bytes["disk"] - placed.bytes["disk"]) // max(1, size.bytes_per_rank)
+    spill += more * size.spill_file_bytes_per_rank
     return Plan(job, at, shape, corpus, steps, size, room, schedule, placed, replayed, training,
                 backward, seconds, rate, flops, spill,
                 _checkpoint_bytes(size, placed, replayed, at, sharded, weight_count * dtype_bytes))

@@ -12,9 +12,10 @@ training  = kept states and gradients in the device tier (all, at the end)
           + max(forward activations A_fwd (+ P_all gathered, fsdp),
                 the update: G + the new state S (+ P of temporaries where the
                 optimizer has no update by formula))
-backward  = the device tier's states and gradients (all, at its start)
-          + the states held at once: the differentiated one, the replayed ones
-            on the stack, kept ones read back (`plan_schedule.replay`)
+backward  = the device tier's states and gradients (the most at once: kept ones
+            taken give their room to the replayed ones the stack keeps)
+          + the states held at once beside them: the differentiated one and
+            offloaded ones read back (`plan_schedule.replay`)
           + kept gradients read ahead (``gradients``: 3)
           + the cotangents carried between steps, S
           + one step's vector-Jacobian product: the traced gradient's graph
@@ -134,7 +135,7 @@ def backward_peak(shape: ModelShape, size: StateSize, step: Step, placed: Placem
            + activations(shape, step, TRANSIENT, per_layer=False))
     return _peak({
         "runtime": CPU_RUNTIME_BYTES if cpu else 0,
-        "device tier": placed.bytes["device"],
+        "device tier": max(placed.bytes["device"], replayed.tier_bytes["device"]),
         "states held": replayed.states_in_memory * S,
         "gradients read ahead": replayed.gradients_in_memory * G,
         "cotangents": S,

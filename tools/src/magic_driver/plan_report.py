@@ -90,7 +90,8 @@ def _disk(plan: Plan) -> str:
     at = plan.where
     spill = f"spill {gib(plan.spill_disk_bytes_per_node)} a node in {at.spill_where}"
     if plan.output_disk_bytes > plan.checkpoint_bytes:
-        spill = (f"spill {gib(plan.durable_spill_bytes)} of rank 0 in {at.output_where}/kept-states"
+        whose = "every rank's" if plan.sharded else "rank 0's"
+        spill = (f"spill {gib(plan.durable_spill_bytes)} ({whose}) in {at.output_where}/kept-states"
                  + (f", {gib(plan.spill_disk_bytes_per_node)} a node in {at.spill_where}"
                     if plan.spill_disk_bytes_per_node else ""))
     return f"{spill}; checkpoints up to {gib(plan.checkpoint_bytes)} in {at.output_where}"

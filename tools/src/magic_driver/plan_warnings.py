@@ -53,7 +53,8 @@ def _node_use(plan: Plan) -> int:
     tier and their process."""
     if plan.where.gpu is None:
         return plan.where.ranks_per_node * plan.peak
-    return plan.where.ranks_per_node * (plan.placed.bytes["host"] + GPU_PROCESS_HOST_BYTES)
+    host = max(plan.placed.bytes["host"], plan.replayed.tier_bytes["host"])
+    return plan.where.ranks_per_node * (host + GPU_PROCESS_HOST_BYTES)
 
 
 def _host_fits(plan: Plan) -> bool:
@@ -164,7 +165,8 @@ def checkpoint_disk(plan: Plan) -> str | None:
         return None
     spill = plan.output_disk_bytes - plan.checkpoint_bytes
     what = (f"phase checkpoints take up to {gib(plan.checkpoint_bytes)}"
-            + (f" and rank 0's spilled states {gib(spill)}" if spill else ""))
+            + (f" and {'every rank' if plan.sharded else 'rank 0'}'s spilled states {gib(spill)}"
+               if spill else ""))
     fix = "set output.dir (or --out) to a disk with that much free"
     if spill:
         fix += ", or attribution.spill_dir to another disk for the spilled states"

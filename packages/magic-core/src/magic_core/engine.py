@@ -70,7 +70,9 @@ class BackwardLoop:
     param_cot: list[torch.Tensor]  # per rank: a share (see `data_parallel`) or a shard
     opt_cot: list[torch.Tensor]
     weight_grads: torch.Tensor
-    stack: list  # [(step, state)], ascending: the kept states the backward still needs
+    # [(step, state or Offloaded)], ascending: the kept and replayed states the backward still
+    # needs, each an entry of the kept-state store (released when popped)
+    stack: list
 
 
 @dataclass
@@ -231,10 +233,11 @@ class MagicEngine:
     # -- backward ------------------------------------------------------------
     def _state_before(self, target: int, stack: list):
         """The state before step ``target``, replayed from the nearest kept state."""
-        start, state = stack[-1]
-        state = self.kept.materialize(state)
+        start, entry = stack[-1]
+        state = self.kept.materialize(entry)
         if start == target:
             stack.pop()
+            self.kept.release(entry)
             if stack:
                 # The next state the backward needs, and the gradients its
                 # replay applies: read them while this step runs.
@@ -245,7 +248,9 @@ class MagicEngine:
         next_keep = replay_keep(start, target, self.keep_schedule)
         while start < target:
             if start in self.gradients:
-                gradient = self.gradients.materialize(self.gradients.pop(start))
+                kept = self.gradients.pop(start)
+                gradient = self.gradients.materialize(kept)
+                self.gradients.release(kept)
                 state = self.step.update(state, gradient)
                 self.replayed_updates += 1
             else:
@@ -253,7 +258,8 @@ class MagicEngine:
                 self.replayed_steps += 1
             start += 1
             if start == next_keep and start < target:
-                stack.append((start, state))
+                # Within the store's budgets like a kept state: the device, then host, then disk.
+                stack.append((start, self.kept.hold(start, state)))
                 next_keep = replay_keep(start, target, self.keep_schedule)
         self.timings.add("replay", t0)
         return state
@@ -453,7 +459,7 @@ class MagicEngine:
                 self.kept.adopt(i, t)
                 kept.append((i, self.kept.pop(i)))
             else:
-                kept.append((i, from_tensors(t, template)))
+                kept.append((i, self.kept.hold(i, from_tensors(t, template))))
         self.initial_state = None  # the loaded states replace it
         self.phase, self.steps_done = sd["phase"], sd["step"]
         if sd["phase"] == "backward":

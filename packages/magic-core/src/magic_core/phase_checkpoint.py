@@ -26,8 +26,12 @@ A truncated, corrupted or foreign checkpoint raises `CheckpointError` (one
 line naming the file and the fix) instead of being used.
 
 Under torch.distributed, tensors every rank holds alike are written once, by
-rank 0 (``Snapshot.shared``); tensors that differ per rank (cotangent shares)
-go to one file per rank (``Snapshot.per_rank``). The run directory must be
+rank 0 (``Snapshot.shared``); tensors that differ per rank and change
+(cotangent shares, a sharded run's current state) go to one file per rank
+(``Snapshot.per_rank``); groups of a rank's own (``Snapshot.rank_groups``:
+a sharded run's kept shards, its query gradient) are files of that rank,
+lasting ones written once or listed by reference as above, so a sharded
+run's checkpoint rewrites no kept shard either. The run directory must be
 on a filesystem every rank sees, as for the run's other outputs.
 
 The world size is not part of the fingerprint. A checkpoint of ``n`` ranks
@@ -59,10 +63,12 @@ from .fingerprint import digest, file_sha256
 from .progress import now_iso
 from .state_files import StoredFile
 
+# 5: a rank's own groups (sharded kept shards) as files of their own, listed by reference;
 # 4: the world size outside the fingerprint (a run may resume on other ranks); 3: files listed
 # by reference (lasting groups, spilled states); 2 rewrote every group each time; 1 had one
 # layout per phase.
-FORMAT = 4
+FORMAT = 5
+READABLE = (4, 5)  # a format-4 checkpoint reads as it did (its shards in the per-rank file)
 HEADER = "checkpoint.json"
 FIX = "rerun with --restart (or delete {directory}) to start over"
 log = logging.getLogger(__name__)
@@ -81,6 +87,8 @@ class Snapshot:
     per_rank: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)  # small and JSON-able
     lasting: set[str] = field(default_factory=set)  # groups whose tensors never change
+    # This rank's own groups (shards), each its own file or a file listed by reference.
+    rank_groups: dict[str, dict[str, torch.Tensor] | StoredFile] = field(default_factory=dict)
     # The per-rank tensors are meaningless to another world size (shards, not shares).
     world_bound: bool = False
 
@@ -90,12 +98,12 @@ class Checkpoint:
     phase: str
     step: int
     total: int
-    shared: dict[str, dict[str, torch.Tensor]]
+    shared: dict[str, dict[str, torch.Tensor]]  # shared groups and this rank's own ones
     per_rank: dict[str, torch.Tensor]
     meta: dict
     directory: Path
     written: str
-    # Shared groups listed by reference (spilled states): verified, left for their owner to read.
+    # Groups listed by reference (spilled states): verified, left for their owner to read.
     files: dict[str, StoredFile] = field(default_factory=dict)
     saved_world_size: int = 1
     # This rank's part of the saved ranks' per-rank tensors: the saved ranks s with
@@ -129,7 +137,7 @@ class CheckpointStore:
         self.world_size = dist.get_world_size() if dist.is_initialized() else 1
         # Callers add what they know (job config, model, data) before the first save or load.
         self.fingerprint: dict = dict(fingerprint or {})
-        # Lasting groups on disk: group -> (name in the header, entry); rank 0's.
+        # Lasting groups on disk that this rank writes: group -> (name in the header, entry).
         self._lasting: dict[str, tuple[str, dict]] = {}
         self.referenced: set[Path] = set()  # files outside the directory the header lists
         self.spill_dir = self.directory.parent / "kept-states"  # durable spills; cleared with it
@@ -146,27 +154,35 @@ class CheckpointStore:
         return CheckpointError(f"{what}; {FIX.format(directory=self.directory)}")
 
     # -- saving ------------------------------------------------------------------
-    def _write(self, name: str, tensors: dict[str, torch.Tensor], group: str | None) -> dict:
+    @property
+    def rank_spill_dir(self) -> Path:
+        """This rank's folder of durable spills when every rank spills its own (sharded runs)."""
+        return self.spill_dir / f"rank-{self.rank:05d}"
+
+    def _write(self, name: str, tensors: dict[str, torch.Tensor], group: str | None,
+               rank: int | None) -> dict:
         # Flushed now; the directory entry with the others' before the header (`save`).
         with atomic_path(self.directory / name, durable=True, publish=False) as tmp:
             save_file(_storable(tensors), str(tmp))
             size = tmp.stat().st_size
-            entry = {"sha256": file_sha256(tmp), "bytes": size, "group": group,
-                     "rank": None if group is not None else self.rank}
+            entry = {"sha256": file_sha256(tmp), "bytes": size, "group": group, "rank": rank}
         self.last_written += size
         return entry
 
-    def _shared_file(self, prefix: str, group: str, value, lasting: bool) -> tuple[str, dict]:
-        """(name, header entry) of a shared group: listed if on disk already, else written."""
+    def _group_file(self, prefix: str, group: str, value, lasting: bool,
+                    rank: int | None) -> tuple[str, dict]:
+        """(name, header entry) of a group (shared: ``rank`` None): listed if on disk already,
+        else written."""
         if lasting and group in self._lasting:
             return self._lasting[group]
         if isinstance(value, StoredFile):
             path = value.path.resolve()
             named = str(path), {"sha256": value.sha256, "bytes": value.bytes, "group": group,
-                                "rank": None, "path": str(path), "lasting": True}
+                                "rank": rank, "path": str(path), "lasting": True}
         else:
-            name = f"{group}.safetensors" if lasting else f"{prefix}-{group}.safetensors"
-            entry = self._write(name, value, group)
+            stem = group if rank is None else f"{group}-rank{rank:04d}"
+            name = f"{stem}.safetensors" if lasting else f"{prefix}-{stem}.safetensors"
+            entry = self._write(name, value, group, rank)
             named = name, {**entry, "lasting": lasting}
         if lasting:
             self._lasting[group] = named
@@ -178,15 +194,17 @@ class CheckpointStore:
         prefix = f"{phase}-{step:06d}"
         files = {}
         self.last_written = 0
-        if self.rank == 0:
-            for group, value in snapshot.shared.items():
-                name, entry = self._shared_file(prefix, group, value, group in snapshot.lasting)
-                files[name] = entry
-            # A lasting group left out is gone for good (a state the backward used).
-            self._lasting = {g: named for g, named in self._lasting.items() if g in snapshot.shared}
+        groups: dict[str, tuple] = {g: (v, None) for g, v in snapshot.shared.items()
+                                    if self.rank == 0}
+        groups.update({g: (v, self.rank) for g, v in snapshot.rank_groups.items()})
+        for group, (value, rank) in groups.items():
+            name, entry = self._group_file(prefix, group, value, group in snapshot.lasting, rank)
+            files[name] = entry
+        # A lasting group left out is gone for good (a state the backward used).
+        self._lasting = {g: named for g, named in self._lasting.items() if g in groups}
         if snapshot.per_rank:
             name = f"{prefix}-rank{self.rank:04d}.safetensors"
-            files[name] = self._write(name, snapshot.per_rank, None)
+            files[name] = self._write(name, snapshot.per_rank, None, self.rank)
         # The names of this rank's new files, and of the spills listed, on disk for good.
         for folder in {self.directory} | {Path(e["path"]).parent for e in files.values()
                                           if e.get("path")}:
@@ -206,9 +224,9 @@ class CheckpointStore:
             for stale in self.directory.iterdir():
                 if stale.name != HEADER and stale.name not in files:
                     stale.unlink(missing_ok=True)
-            self.referenced = {Path(e["path"]) for e in files.values() if e.get("path")}
         if self.world_size > 1:
             dist.barrier()  # the header exists before any rank reports the checkpoint
+        self.referenced = {Path(e["path"]) for e in files.values() if e.get("path")}
         log.info("checkpoint after %s step %d/%d written to %s", phase, step, total, self.directory)
         return self.directory
 
@@ -221,16 +239,15 @@ class CheckpointStore:
             checkpoint, failure = None, exc
         if self.world_size > 1:
             # Ranks that disagree (one cannot read its shard) would otherwise
-            # resume different steps and wait for each other forever.
-            mine = 2 if failure else (1 if checkpoint is not None else 0)
-            flags = torch.tensor([mine, -mine], dtype=torch.float64)
-            if dist.get_backend() == "nccl":
-                flags = flags.cuda()
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            highest, lowest = int(flags[0]), -int(flags[1])
-            if failure is None and (highest == 2 or highest != lowest):
-                failure = self._error(f"checkpoint {self.directory} could not be read on every rank "
-                                      "(see rank 0's error)")
+            # resume different steps and wait for each other forever; every
+            # rank reports the first failing rank's line.
+            outcomes: list[tuple[bool, str]] = [(False, "")] * self.world_size
+            dist.all_gather_object(outcomes, (checkpoint is not None, str(failure or "")))
+            messages = [message for _, message in outcomes if message]
+            if failure is None and messages:
+                failure = CheckpointError(messages[0])
+            elif failure is None and len({found for found, _ in outcomes}) > 1:
+                failure = self._error(f"checkpoint {self.directory} is missing on some ranks")
         if failure is not None:
             raise failure
         return checkpoint
@@ -240,7 +257,7 @@ class CheckpointStore:
             header = json.loads(self.header.read_text())
         except (OSError, ValueError) as exc:
             raise self._error(f"checkpoint header {self.header} is unreadable ({type(exc).__name__})") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT:
+        if not isinstance(header, dict) or header.get("format") not in READABLE:
             raise self._error(f"checkpoint header {self.header} is not a format-{FORMAT} checkpoint")
         return header
 
@@ -303,8 +320,8 @@ class CheckpointStore:
             except (SafetensorError, OSError, ValueError) as exc:
                 raise self._error(f"checkpoint file {path} cannot be read ({exc})") from None
             tensors.pop("__padding__", None)
-            if entry["rank"] is None:
-                shared[entry["group"]] = tensors
+            if entry["group"] is not None:
+                shared[entry["group"]] = tensors  # shared, or this rank's own group
             else:
                 parts[entry["rank"]] = tensors
         self._lasting, self.referenced = lasting, referenced
@@ -318,6 +335,8 @@ class CheckpointStore:
         """Remove the checkpoint (a finished run, or ``--restart``); every rank calls this."""
         if self.world_size > 1:
             dist.barrier()  # no rank is still reading it
+        # Each rank removes its own spills (its folder may be on a disk of its node only).
+        shutil.rmtree(self.rank_spill_dir, ignore_errors=True)
         if self.rank == 0:
             shutil.rmtree(self.directory, ignore_errors=True)
             shutil.rmtree(self.spill_dir, ignore_errors=True)

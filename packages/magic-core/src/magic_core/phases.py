@@ -9,19 +9,23 @@ applied, and the cotangents and accumulated data-weight gradients. The
 resumed run loads it with `load_state_dict` and repeats the uninterrupted
 one's arithmetic bit for bit.
 
-Under a `RunControl`, rank 0 of an unsharded run spills kept states
-durably (`StateStore.make_durable`) into the run's ``kept-states`` folder
-(``RUN_DIR/kept-states/``, or a folder named after the run inside
-``attribution.spill_dir`` when that is set): a checkpoint lists those files
-instead of writing them again, and kept states, kept gradients and the query
-gradient it wrote once are listed by later checkpoints too (``lasting``
-groups), so each checkpoint writes only the current state, the cotangents
-and kept states that live in memory only and were not written before.
+Under a `RunControl`, rank 0 of an unsharded run, and every rank of a
+sharded one, spills kept states durably (`StateStore.make_durable`) into
+the run's ``kept-states`` folder (``RUN_DIR/kept-states/``, or a folder
+named after the run inside ``attribution.spill_dir`` when that is set; a
+sharded run's rank ``r`` into its subfolder ``rank-0000r/``): a checkpoint
+lists those files instead of writing them again, and kept states, kept
+gradients and the query gradient it wrote once are listed by later
+checkpoints too (``lasting`` groups), so each checkpoint writes only the
+current state, the cotangents and kept states that live in memory only and
+were not written before.
 
 Tensors every rank holds alike (the states of a data-parallel run) are
 written once; the cotangents and data-weight gradients (each rank's share,
-see `data_parallel`) and everything of a sharded run (each rank's shards,
-see `sharding`) go to one file per rank.
+see `data_parallel`) and a sharded run's current state (each rank's shards,
+see `sharding`) go to one file per rank; a sharded run's kept shards and
+query gradient are each rank's own groups (``Snapshot.rank_groups``), listed
+or written once like the shared ones.
 
 A data-parallel run may resume on another number of ranks: only the sums
 of the shares matter, so a rank adds up the shares of the saved ranks it
@@ -76,12 +80,18 @@ def snapshot(state_dict: dict) -> Snapshot:
         per_rank.update({f"cot.param.{i}": t for i, t in enumerate(backward["param_cot"])})
         per_rank.update({f"cot.opt.{i}": t for i, t in enumerate(backward["opt_cot"])})
         per_rank["weight_grads"] = backward["weight_grads"]
+    rank_groups = {}
     if sd["sharded"]:
-        # Every rank holds its own shards: all but the log go to each rank's file.
+        # Every rank holds its own shards: lasting ones (kept states, the query gradient) are
+        # this rank's files, written once or spilled; the current state goes to its file.
         for group in [g for g in groups if g != "log"]:
-            for key, t in groups.pop(group).items():
-                per_rank[f"{group}/{key}"] = t
-    return Snapshot(groups, per_rank, meta, lasting, world_bound=bool(sd["sharded"]))
+            if group in lasting:
+                rank_groups[group] = groups.pop(group)
+            else:
+                for key, t in groups.pop(group).items():
+                    per_rank[f"{group}/{key}"] = t
+    return Snapshot(groups, per_rank, meta, lasting, world_bound=bool(sd["sharded"]),
+                    rank_groups=rank_groups)
 
 
 def _group(checkpoint: Checkpoint, name: str):
@@ -137,17 +147,19 @@ def _after_step(control: RunControl, run, phase: str, done: int, total: int) -> 
 
 
 def _spill_durably(run, control: RunControl) -> bool:
-    """Make rank 0's kept-state stores spill into the run's durable folder (unsharded runs)."""
-    if run.fsdp or (dist.is_initialized() and dist.get_rank() != 0):
-        return False  # other ranks' states are rank 0's; shards go to per-rank files
+    """Make the kept-state stores spill into the run's durable folder: rank 0's of an
+    unsharded run (the other ranks' states are rank 0's), every rank's of a sharded one,
+    each into a folder of its own."""
+    if not run.fsdp and dist.is_initialized() and dist.get_rank() != 0:
+        return False
     store = control.store
     if run.spill_dir is not None:
         # A folder per run directory and job: runs sharing spill_dir never meet.
         key = digest({"run": str(store.directory.resolve()), **store.fingerprint})[:16]
         store.spill_dir = Path(run.spill_dir) / f"magic-run-{key}"
-    run.spill_durably(store.spill_dir)
-    log.info("kept states beyond the memory budgets spill to %s (kept for checkpoints)",
-             store.spill_dir)
+    folder = store.rank_spill_dir if run.fsdp else store.spill_dir
+    run.spill_durably(folder)
+    log.info("kept states beyond the memory budgets spill to %s (kept for checkpoints)", folder)
     return True
 
 

@@ -17,7 +17,10 @@ the first tier with room:
 A state in a slower tier is an `Offloaded` entry; `materialize` turns an
 entry back into a state on the run's device, waiting for its copy or read.
 The budgets are bytes; ``None`` means "what the machine has" (see
-`default_budgets`).
+`default_budgets`). They bound what is held at once: `release` gives an
+entry's bytes back once the backward has taken it, and `hold` places the
+states the backward's replays keep for later within the same budgets (a
+replayed state is an entry like a kept one, not a state left on the device).
 
 The ``gradients`` schedule keeps each step's gradient too (a ``{name:
 tensor}`` dict) in a second store of kind ``"gradient"`` that draws on the
@@ -160,10 +163,13 @@ class StateStore(dict):
         if shares_budgets_with is None:
             self.budgets = {"device": device_budget,
                             "host": host_budget if self.device.type == "cuda" else 0}
-            self.used = {"device": 0, "host": 0, "disk": 0}
+            self.used = {"device": 0, "host": 0, "disk": 0}  # held now
+            self.kept_bytes = {"device": 0, "host": 0, "disk": 0}  # placed by `keep`, in all
         else:
             self.budgets, self.used = shares_budgets_with.budgets, shares_budgets_with.used
-        self.placed = {"device": 0, "host": 0, "disk": 0}
+            self.kept_bytes = shares_budgets_with.kept_bytes
+        self.placed = {"device": 0, "host": 0, "disk": 0}  # entries placed by `keep`
+        self.held = {"device": 0, "host": 0, "disk": 0}  # entries placed by `hold`
         self._spill_root = spill_dir
         self._spill_dir: Path | None = None
         # One worker keeps writes in order and bounds the memory of queued copies.
@@ -194,14 +200,17 @@ class StateStore(dict):
         return None
 
     def adopt(self, step: int, stored: StoredFile) -> None:
-        """Keep the (verified) file ``stored`` for ``step``: by reference when durable, else read."""
+        """Keep the (verified) file ``stored`` for ``step``: by reference when durable, else read
+        and held within the budgets."""
         if self.durable_dir is not None:
             done: Future = Future()
             done.set_result(stored)
+            self.used["disk"] += stored.bytes
             self[step] = Offloaded(done, "disk", stored.bytes)
             return
         tensors = {k: t.clone() for k, t in read_state(stored.path, BufferPool()).items()}
-        self[step] = self._kind.from_tensors(tensors, self.template)
+        item = self._kind.from_tensors(tensors, self.template)
+        self[step], _ = self._place(step, item, self._kind.size(item))
 
     def collect(self, referenced: set[Path]) -> None:
         """Delete the files read back for good that no checkpoint refers to any longer."""
@@ -227,15 +236,32 @@ class StateStore(dict):
     def keep(self, step: int, item) -> None:
         """Keep a state (or, in a gradient store, a gradient) for step ``step``."""
         size = self._kind.size(item)
+        self[step], tier = self._place(step, item, size)
+        self.placed[tier] += 1
+        self.kept_bytes[tier] += size
+
+    def hold(self, step: int, item):
+        """An entry holding ``item`` (the state before step ``step``) within the budgets, for
+        `materialize` and `prefetch`; not kept in the store. `release` it once taken."""
+        entry, tier = self._place(step, item, self._kind.size(item))
+        self.held[tier] += 1
+        return entry
+
+    def release(self, entry) -> None:
+        """Give back the budget of an entry (kept, held or adopted) the run has taken."""
+        if isinstance(entry, Offloaded):
+            self.used[entry.tier] -= entry.nbytes
+        else:
+            self.used["device"] -= self._kind.size(entry)
+
+    def _place(self, step: int, item, size: int) -> tuple:
+        """(entry, tier): ``item`` in the first tier with room, counted as used."""
         for tier in ("device", "host"):
             if self.used[tier] + size <= self.budgets[tier]:
                 self.used[tier] += size
-                self.placed[tier] += 1
-                self[step] = item if tier == "device" else self._offload(step, item, "host", size)
-                return
+                return (item if tier == "device" else self._offload(step, item, "host", size)), tier
         self.used["disk"] += size
-        self.placed["disk"] += 1
-        self[step] = self._offload(step, item, "disk", size)
+        return self._offload(step, item, "disk", size), "disk"
 
     def _offload(self, step: int, item, tier: str, size: int) -> Offloaded:
         tensors = self._kind.to_tensors(item)
@@ -328,8 +354,9 @@ class StateStore(dict):
         return state
 
     def summary(self) -> dict:
-        return {"placed": dict(self.placed), "bytes": dict(self.used),
-                "budgets": dict(self.budgets)}
+        # ``bytes``: what `keep` placed (with a store sharing the budgets, both stores').
+        return {"placed": dict(self.placed), "bytes": dict(self.kept_bytes),
+                "budgets": dict(self.budgets), "held": dict(self.held)}
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
