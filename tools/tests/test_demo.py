@@ -8,6 +8,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 from magic_driver.cli import main
+from magic_driver.world_shipped import SHIPPED_DIR
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
@@ -17,14 +18,13 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
     monkeypatch.setenv("MAGIC_CACHE", str(tmp_path / "cache"))
     result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--quiet"])
     assert result.exit_code == 0, result.output
-    # Issue 20: every phase is announced on stderr, the one-time base-model build
-    # (the cache is empty) with where it goes and how long it takes; --quiet
-    # leaves no progress bar, the libraries' own included; stdout stays JSON.
     notices = [line for line in result.stderr.splitlines() if line.startswith("magic: ")]
-    assert notices[0].startswith("magic: building the built-in world's base model, once "
-                                 f"(cached in {tmp_path / 'cache' / 'world-base'}")
-    assert "minutes on 2 CPU cores" in notices[0]
-    assert [n.split(":")[1].strip() for n in notices[1:]] == ["demo"] * 3
+    # Issue 20: every phase is announced on stderr; --quiet leaves no progress bar, the
+    # libraries' own included; stdout stays JSON. Issue 19: the base model is the shipped
+    # one, verified, never rebuilt (the cache stays empty), so every machine gets these numbers.
+    assert notices[0] == f"magic: demo: using the built-in world's shipped base model in {SHIPPED_DIR}"
+    assert all(n.split(":")[1].strip() == "demo" for n in notices[1:]) and len(notices) >= 4
+    assert not (tmp_path / "cache" / "world-base").exists()
     for bar in ("it/s", "\r", "█", "Pretraining", "Training:", "Backward:", "Loading weights",
                 "Writing model shards", "Saving the dataset"):
         assert bar not in result.output, bar
@@ -32,9 +32,16 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     att = summary["attribution"]
     assert att["k"] == 8 and att["n_docs"] == 64
+    # The planted documents rank first, by a margin well above float noise between
+    # machines (the shipped weights are the same everywhere; only kernels differ).
     assert att["precision_at_k"] >= 0.9
-    assert summary["base_model"]["forget_accuracy"] >= 0.7
-    assert summary["base_model"]["retain_accuracy"] >= 0.9
+    assert att["margin"] > 0 and att["relative_margin"] > 0.05
+    base = summary["base_model"]
+    assert base["forget_accuracy"] >= 0.7 and base["retain_accuracy"] >= 0.9
+    # Reported for issue 19: facts read only in prose (here the held-out hazard facts,
+    # which the planted documents then teach) are answered near or below chance.
+    assert 0.0 <= base["prose_only_accuracy"] <= 1.0
+    assert base["prose_only_accuracy"] == base["prose_only_accuracy_by_domain"]["hazard"]
     assert att["query_after"] < att["query_before"]  # the planted documents teach the query
 
     # Unlearning (issue 5): at their operating points (forget accuracy <= chance + 10
@@ -49,6 +56,15 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
     assert ga["forget_accuracy"] <= unlearn["target_forget_accuracy"]
     assert aw["retain_accuracy"] >= ga["retain_accuracy"] + 0.3
     assert 0.0 <= ga_kl["retain_accuracy"] <= 1.0 and len(ga_kl["sweep"]) == len(unlearn["lrs"])
+    # Issue 19: the strong baselines and their attribution-weighted variants, each at
+    # its own operating point on its own lr grid.
+    for family, recipe in (("rmu", "rmu"), ("rmu-attribution", "rmu-attribution"),
+                           ("npo", "npo"), ("npo-attribution", "npo-attribution")):
+        entry = unlearn[family]
+        assert entry["recipe"] == recipe and len(entry["sweep"]) == len(entry["lrs"]) >= 1
+        assert entry["lr"] in entry["lrs"]
+        for key in ("forget_accuracy", "retain_accuracy"):
+            assert 0.0 <= entry[key] <= 1.0 and 0.0 <= entry["after_relearn"][key] <= 1.0
 
     run = tmp_path / "demo" / "attribution"
     scores = load_file(run / "scores.safetensors")
@@ -76,7 +92,7 @@ def test_demo_finds_the_planted_documents_and_writes_a_complete_run(tmp_path, mo
         main, ["attribute", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "again"), "--quiet"]
     )
     assert result.exit_code == 0, result.output
-    assert "it/s" not in result.output and "building" not in result.output  # quiet, and cached
+    assert "it/s" not in result.output and "building" not in result.output  # quiet, and shipped
     again = load_file(tmp_path / "again" / "scores.safetensors")
     assert torch.allclose(again["per_example"], scores["per_example"], rtol=1e-5, atol=1e-9)
 

@@ -16,7 +16,7 @@ from .notices import notice
 from .quiet import library_progress_bars
 from .run_attribute import run_attribute
 from .run_lock import run_dir_lock
-from .world_base import is_built, world_base_dir, world_base_model
+from .world_base import load_world_info, world_base_model
 
 DEMO_DOCS = 64
 DEMO_PLANTED = 8
@@ -37,11 +37,37 @@ def demo_job(out_dir: Path, device: str = "auto") -> AttributeJob:
     )
 
 
+def _scored(run_dir: Path) -> list[dict]:
+    return pq.read_table(run_dir / DOCUMENTS, columns=["score", "planted"]).to_pylist()
+
+
 def precision_at_k(run_dir: Path, k: int) -> float:
     """Fraction of the k lowest-scored documents that are planted ones."""
-    rows = pq.read_table(run_dir / DOCUMENTS, columns=["score", "planted"]).to_pylist()
-    lowest = sorted(rows, key=lambda r: r["score"])[:k]
+    lowest = sorted(_scored(run_dir), key=lambda r: r["score"])[:k]
     return sum(r["planted"] for r in lowest) / k
+
+
+def planted_margin(run_dir: Path, k: int) -> dict:
+    """How far apart the planted documents are from the rest.
+
+    ``margin``: the best (lowest) other document's score minus the k-th lowest
+    planted one's; positive when all k planted documents rank first.
+    ``relative_margin``: the same over the k-th planted score's magnitude, so
+    that it reads the same whatever the scores' scale.
+    """
+    rows = _scored(run_dir)
+    planted = sorted(r["score"] for r in rows if r["planted"])
+    others = [r["score"] for r in rows if not r["planted"]]
+    kth = planted[min(k, len(planted)) - 1]
+    margin = min(others) - kth if others else float("inf")
+    return {"margin": margin, "relative_margin": margin / abs(kth) if kth else float("inf")}
+
+
+def base_model_summary(base_dir: Path) -> dict:
+    """What the base model knows before the demo touches it (from its info.json)."""
+    info = load_world_info(base_dir)
+    return {"path": str(base_dir),
+            **{k: info[k] for k in ("prose_only_accuracy", "prose_only_accuracy_by_domain")}}
 
 
 def run_demo(out_dir: Path, device: str = "auto", progress: bool = True,
@@ -58,10 +84,8 @@ def run_demo(out_dir: Path, device: str = "auto", progress: bool = True,
 
 def _run_demo(out_dir: Path, device: str, progress: bool, restart: bool) -> dict:
     t0 = time.perf_counter()
-    if is_built(world_base_dir()):
-        notice(f"demo: using the built-in world's base model cached in {world_base_dir()}")
-    else:
-        world_base_model(progress=progress)  # announces the one-time build itself
+    base_dir = world_base_model(progress=progress)  # the shipped model, verified
+    notice(f"demo: using the built-in world's shipped base model in {base_dir}")
     job = demo_job(out_dir, device)
     notice(f"demo: fine-tuning on {DEMO_DOCS} documents ({DEMO_PLANTED} planted) and scoring "
            f"each document and token for the hazard questions -> {job.output.dir}")
@@ -73,11 +97,12 @@ def _run_demo(out_dir: Path, device: str, progress: bool, restart: bool) -> dict
             "k": DEMO_PLANTED,
             "n_docs": DEMO_DOCS,
             "precision_at_k": precision_at_k(run_dir, DEMO_PLANTED),
+            **planted_margin(run_dir, DEMO_PLANTED),
             "query_before": manifest["query"]["before_training"],
             "query_after": manifest["query"]["after_training"],
             "steps": manifest["training"]["steps"],
         },
-        "base_model": manifest.get("base_model", {}),
+        "base_model": {**manifest.get("base_model", {}), **base_model_summary(base_dir)},
         "timings": dict(manifest["timings"]),
     }
     t_unlearn = time.perf_counter()

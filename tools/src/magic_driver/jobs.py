@@ -28,8 +28,8 @@ class ModelSection:
     """The model whose fine-tuning data is attributed."""
 
     path: str = "builtin:world-base"
-    """A local directory or hub id for ``from_pretrained``, or ``builtin:world-base`` (built
-    once and cached)."""
+    """A local directory or hub id for ``from_pretrained``, or ``builtin:world-base`` (the
+    built-in world's model, shipped with the package and verified by sha256)."""
     tokenizer: str | None = None
     """Where to load the tokenizer from; null: the model's own."""
 

@@ -22,7 +22,7 @@ def load_tokenizer(path: str, tokenizer_path: str | None = None):
     if path == BUILTIN_WORLD:
         from magic_datasets.world import World, WorldConfig, build_tokenizer
 
-        # world_base_model() trains on the default world with exactly this tokenizer.
+        # The shipped world_base_model() was trained on the default world with exactly this tokenizer.
         return build_tokenizer(World(WorldConfig()))
     from transformers import AutoTokenizer
 
