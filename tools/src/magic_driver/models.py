@@ -54,9 +54,9 @@ def max_positions(path: str) -> int | None:
     """How many token positions the model at ``path`` reads, from its config alone (no
     weights, no base-model build); None where that is not known here."""
     if path == BUILTIN_WORLD:
-        from .world_base import BaseModelConfig
+        from .world_shipped import SHIPPED_DIR
 
-        return BaseModelConfig().max_position_embeddings
+        path = str(SHIPPED_DIR)  # its config.json, without verifying or loading weights
     from transformers import AutoConfig
 
     try:

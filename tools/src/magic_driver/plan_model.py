@@ -87,16 +87,12 @@ def load_config(path: str):
 
 
 def _world_base_config():
-    from dataclasses import asdict
+    from transformers import AutoConfig
 
-    from magic_datasets.world import World, WorldConfig, build_tokenizer
-    from transformers import GPTNeoXConfig
+    from .world_shipped import SHIPPED_DIR
 
-    from .world_base import BaseModelConfig
-
-    # The shape `world_base.world_base_model` builds; its parameters depend on these alone.
-    vocab = len(build_tokenizer(World(WorldConfig())))
-    return GPTNeoXConfig(vocab_size=vocab, tie_word_embeddings=False, **asdict(BaseModelConfig()))
+    # The shipped model's own config: the shape every `builtin:world-base` job loads.
+    return AutoConfig.from_pretrained(SHIPPED_DIR)
 
 
 def meta_model(config, dtype: torch.dtype) -> nn.Module:
