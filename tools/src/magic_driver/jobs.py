@@ -171,6 +171,11 @@ def checkpoint_every_setting():
     return setting("10m", check=duration_problem)
 
 
+def stop_grace_setting():
+    """``output.stop_grace`` of every job kind: a duration, 20 seconds by default."""
+    return setting("20s", check=duration_problem)
+
+
 @dataclass(frozen=True)
 class OutputSection:
     """Where the run is written."""
@@ -182,6 +187,11 @@ class OutputSection:
     outright (SIGKILL, out of memory, a lost node), at the next step boundary: ``30s``,
     ``10m``, ``1h``; ``0`` or ``off``: only when stopped by SIGTERM/SIGUSR1
     (``--checkpoint-every`` overrides it; see docs/preemption.md)."""
+    stop_grace: str | float | bool = stop_grace_setting()
+    """How long the final checkpoint after SIGTERM/SIGUSR1 may take: when the run's
+    earlier checkpoints took longer, it exits at once and resumes from its last periodic
+    checkpoint instead (the default stays inside Slurm's 30 s KillWait; raise it to the
+    ``--signal`` lead time you ask for); ``off``: always write it."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from .jobs import (
     checkpoint_every_setting,
     device_setting,
     read_mapping,
+    stop_grace_setting,
 )
 from .slurm_section import SlurmSection
 
@@ -98,6 +99,11 @@ class UnlearnOutput:
     should it be killed outright (SIGKILL, out of memory, a lost node), at the next
     unlearning or relearning step: ``30s``, ``10m``, ``1h``; ``0`` or ``off``: only when
     stopped by SIGTERM/SIGUSR1 (``--checkpoint-every`` overrides it; see docs/preemption.md)."""
+    stop_grace: str | float | bool = stop_grace_setting()
+    """How long the final checkpoint after SIGTERM/SIGUSR1 may take: when the run's
+    earlier checkpoints took longer, it exits at once and resumes from its last periodic
+    checkpoint instead (the default stays inside Slurm's 30 s KillWait); ``off``: always
+    write it."""
 
 
 @dataclass(frozen=True)

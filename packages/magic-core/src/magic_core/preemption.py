@@ -29,10 +29,16 @@ _depth = 0  # nesting of handle_signals: only the outermost installs, restores a
 class Preempted(Exception):
     """The run stopped after a finished step on request; rerunning it resumes from ``checkpoint``."""
 
-    def __init__(self, phase: str, step: int, total: int, checkpoint: Path | None, reason: str = ""):
+    def __init__(self, phase: str, step: int, total: int, checkpoint: Path | None, reason: str = "",
+                 resumes_at: str | None = None):
         self.phase, self.step, self.total = phase, step, total
-        self.checkpoint, self.reason = checkpoint, reason
-        where = f"checkpoint written to {checkpoint}" if checkpoint else "no checkpoint written"
+        self.checkpoint, self.reason, self.resumes_at = checkpoint, reason, resumes_at
+        if resumes_at is not None:  # the final checkpoint would have outlasted the kill
+            where = f"resumes from the periodic checkpoint after {resumes_at} ({checkpoint})"
+        elif checkpoint:
+            where = f"checkpoint written to {checkpoint}"
+        else:
+            where = "no checkpoint written"
         super().__init__(f"preempted at {phase} step {step}/{total}; {where}; "
                          "rerun the same command to resume")
 
