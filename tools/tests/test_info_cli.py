@@ -25,7 +25,8 @@ def test_recipes_list_and_show():
     assert listed.exit_code == 0
     rows = {line.split()[0]: line.split()[1] for line in listed.output.splitlines()[1:]}
     assert rows == {"attribution-weighted": "needed", "gradient-ascent": "-",
-                    "gradient-difference": "-"}
+                    "gradient-difference": "-", "npo": "-", "npo-attribution": "needed",
+                    "rmu": "-", "rmu-attribution": "needed"}
     shown = _invoke("recipes", "show", "gradient-difference")
     assert shown.exit_code == 0 and "  retain_weight: 1.0" in shown.output
     unknown = _invoke("recipes", "show", "gradient-ascend")

@@ -187,13 +187,15 @@ def run_phases(run, objective, control: RunControl | None, device) -> torch.Tens
     if control is not None:
         durable = _spill_durably(run, control)
         checkpoint = control.resume(device, PHASES)
+        if durable:
+            # A killed process's later spills. Before loading: the loaded states are
+            # placed within this run's budgets and may spill into the same folder.
+            run.sweep_spills(control.store.referenced)
+            control.on_saved = run.release_spills
         if checkpoint is not None:
             log.info("resuming after %s step %d/%d from %s", checkpoint.phase, checkpoint.step,
                      checkpoint.total, checkpoint.directory)
             run.load_state_dict(state_dict_of(checkpoint))
-        if durable:
-            run.sweep_spills(control.store.referenced)  # a killed process's later spills
-            control.on_saved = run.release_spills
         run.on_phase = control.begin
         run.on_step = partial(_after_step, control, run)
     return run.run(objective)
