@@ -23,7 +23,24 @@ def sibling(name: str):
         sys.path.remove(here)
 
 
-# Test modules import `sibling` from here by this name: pytest names a conftest after its
+def save_world_model(path: Path, layers: int, hidden: int, max_positions: int, **config) -> None:
+    """A random GPT-NeoX (seed 0) with the built-in world's tokenizer, saved to ``path``
+    as ``from_pretrained`` reads it; ``config`` adds GPTNeoXConfig keys."""
+    import torch
+    from magic_datasets.world import World, build_tokenizer
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    tokenizer = build_tokenizer(World())
+    torch.manual_seed(0)
+    GPTNeoXForCausalLM(GPTNeoXConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=2, intermediate_size=2 * hidden,
+        max_position_embeddings=max_positions, tie_word_embeddings=False, **config,
+    )).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+# Test modules import `sibling` and `save_world_model` from here by this name: pytest names a conftest after its
 # path, which a test module cannot import.
 sys.modules.setdefault("driver_tests", sys.modules[__name__])
 

@@ -19,13 +19,12 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from driver_tests import save_world_model
 from magic_core import preemption
 from magic_core.run_control import RunControl
-from magic_datasets.world import World, build_tokenizer
 from magic_driver.cli import main
 from magic_driver.exit_codes import EXIT_PREEMPTED
 from safetensors.torch import load_file
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 WRAPPER = textwrap.dedent("""
     import os, signal, sys
@@ -48,13 +47,8 @@ WRAPPER = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("model")
-    tokenizer = build_tokenizer(World())
-    torch.manual_seed(0)
-    GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, tie_word_embeddings=False,
-        attention_dropout=0.0, hidden_dropout=0.0)).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_world_model(path, layers=2, hidden=16, max_positions=64, attention_dropout=0.0,
+                     hidden_dropout=0.0)
     return path
 
 

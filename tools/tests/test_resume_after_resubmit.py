@@ -6,27 +6,19 @@ numbers, so its checkpoint must still be accepted.
 """
 
 import pytest
-import torch
 import yaml
 from click.testing import CliRunner
+from driver_tests import save_world_model
 from magic_core import preemption
 from magic_core.run_control import RunControl
-from magic_datasets.world import World, build_tokenizer
 from magic_driver.cli import main
 from magic_driver.exit_codes import EXIT_PREEMPTED
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 
 @pytest.fixture
 def job(tmp_path, monkeypatch):
     monkeypatch.setenv("MAGIC_CACHE", str(tmp_path / "cache"))
-    tokenizer = build_tokenizer(World())
-    torch.manual_seed(0)
-    GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=64, tie_word_embeddings=False,
-    )).save_pretrained(tmp_path / "model")
-    tokenizer.save_pretrained(tmp_path / "model")
+    save_world_model(tmp_path / "model", layers=1, hidden=16, max_positions=64)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({
         "model": {"path": str(tmp_path / "model")}, "device": "cpu",

@@ -7,11 +7,12 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from driver_tests import save_world_model
 from magic_core.outputs import MANIFEST, SCORES
 from magic_datasets.world import World, build_tokenizer
 from magic_driver.cli import main
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
+from transformers import AutoModelForCausalLM
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +20,7 @@ def job(tmp_path_factory):
     """A two-layer model, a fake per-token scores run of the forget corpus, and a job file."""
     root = tmp_path_factory.mktemp("recipes")
     tokenizer = build_tokenizer(World())
-    torch.manual_seed(0)
-    GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
-    )).save_pretrained(root / "model")
-    tokenizer.save_pretrained(root / "model")
+    save_world_model(root / "model", layers=2, hidden=32, max_positions=128)
     forget = md.load("world-forget-corpus", per_entity=1)
     scores = torch.randn(len(forget), 96, generator=torch.Generator().manual_seed(0))
     (root / "scores").mkdir()

@@ -16,14 +16,23 @@ def tokenizer():
     return build_tokenizer(World())
 
 
+@pytest.fixture(scope="session")
+def make_neox(tokenizer):
+    """``make_neox(layers=1, hidden=32)``: a random GPT-NeoX (seed 0) reading the world's tokens."""
+    def make(layers: int = 1, hidden: int = 32):
+        torch.manual_seed(0)
+        return GPTNeoXForCausalLM(GPTNeoXConfig(
+            vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+            num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+            tie_word_embeddings=False, attention_dropout=0.0, hidden_dropout=0.0,
+            pad_token_id=tokenizer.pad_token_id,
+        ))
+    return make
+
+
 @pytest.fixture
-def tiny_model(tokenizer):
-    torch.manual_seed(0)
-    return GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
-        attention_dropout=0.0, hidden_dropout=0.0, pad_token_id=tokenizer.pad_token_id,
-    ))
+def tiny_model(make_neox):
+    return make_neox()
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,13 @@ from magic_unlearn import OptimConfig, UnlearnError, get_recipe, list_recipes, p
 from magic_unlearn.layers import LayerModules
 from magic_unlearn.training import LoopState, train_weighted, trained_parameters
 from magic_unlearn.weights import score_weights
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 NEW = ("rmu", "rmu-attribution", "npo", "npo-attribution")
 
 
 @pytest.fixture
-def four_layers(tokenizer):
-    torch.manual_seed(0)
-    return GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False,
-        attention_dropout=0.0, hidden_dropout=0.0, pad_token_id=tokenizer.pad_token_id,
-    ))
+def four_layers(make_neox):
+    return make_neox(layers=4)
 
 
 @pytest.fixture

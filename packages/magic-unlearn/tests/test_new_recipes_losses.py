@@ -12,17 +12,11 @@ from magic_unlearn.rmu import keep_loss, steer_loss, steering_direction
 from magic_unlearn.spec import WeightedRows
 from magic_unlearn.training import _padded
 from magic_unlearn.weights import real_token_mask
-from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
 
 @pytest.fixture
-def deep_model(tokenizer):
-    torch.manual_seed(0)
-    return GPTNeoXForCausalLM(GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=128, tie_word_embeddings=False,
-        attention_dropout=0.0, hidden_dropout=0.0, pad_token_id=tokenizer.pad_token_id,
-    )).double().eval()
+def deep_model(make_neox):
+    return make_neox(layers=4, hidden=16).double().eval()
 
 
 @pytest.fixture
